@@ -1,0 +1,53 @@
+// Server configuration: the one value every front door (CLI, env vars, embedding code)
+// fills in before starting the server. Defaults here are the documented defaults.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace appserver {
+
+enum class Interface { wsgi };
+
+enum class LogLevel { debug, info, warning, error, critical };
+
+struct Config {
+    // What to serve.
+    Interface interface = Interface::wsgi;
+    std::string target;             // "module:attribute" (or "module:factory" with factory)
+    bool factory = false;           // call the attribute with no arguments to get the app
+    std::string working_dir;        // chdir + sys.path[0] before importing; empty = cwd
+    std::vector<std::pair<std::string, std::string>> env; // set before importing the app
+    std::string url_path_prefix;    // SCRIPT_NAME; stripped from PATH_INFO when it matches
+
+    // Where to listen.
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 8000;
+    std::string uds;                // unix domain socket path; when set, host/port are unused
+    int backlog = 1024;             // listen(2) backlog of the shared listening socket
+
+    // Processes and threads.
+    unsigned workers = 1;           // worker processes forked by the master
+    unsigned blocking_threads = 1;  // threads per worker that call the Python app
+    std::size_t request_queue_size = 1024; // parsed requests waiting for a thread, per worker
+
+    // Deadlines.
+    double keep_alive_timeout = 5.0;   // idle keep-alive connection closed after this (s)
+    double header_read_timeout = 10.0; // a request head must arrive within this (s)
+    double read_timeout = 60.0;        // a request body read may stall this long (s)
+    double write_timeout = 60.0;       // a client may refuse response bytes this long (s)
+    double graceful_timeout = 30.0;    // in-flight work may finish within this on shutdown (s)
+
+    // Limits.
+    std::size_t max_header_size = 64 * 1024; // request line + headers, bytes
+    std::size_t max_headers = 100;           // header fields per request
+    std::uint64_t max_body_size = 0;         // request body bytes; 0 = unlimited (streamed)
+
+    LogLevel log_level = LogLevel::info;
+};
+
+} // namespace appserver

@@ -1,0 +1,8 @@
+"""``python -m appserver``: same as the ``appserver`` console script."""
+
+import sys
+
+from . import main
+
+if __name__ == "__main__":
+    sys.exit(main())

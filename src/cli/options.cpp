@@ -1,0 +1,665 @@
+// Command-line and environment parsing for the appserver front doors. The option table below
+// is the only list of options: CLI11 registration, APPSERVER_* variables, --help and
+// docs/cli.md (markdown_reference) are all generated from it.
+#include "cli/options.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include <sys/un.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <charconv>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <filesystem>
+#include <iterator>
+#include <limits>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#ifndef APPSERVER_VERSION
+#error "APPSERVER_VERSION must be defined by the build (see CMakeLists.txt)"
+#endif
+
+namespace appserver::cli {
+namespace {
+
+constexpr std::string_view program_name = "appserver";
+constexpr std::string_view env_prefix = "APPSERVER_";
+constexpr std::string_view usage_hint = "Run 'appserver --help' for usage.";
+
+constexpr std::string_view app_description =
+    "appserver: a WSGI application server with a bounded request queue and built-in metrics.";
+constexpr std::string_view target_name = "TARGET";
+constexpr std::string_view target_help =
+    "The WSGI application as module:attribute, e.g. mysite.wsgi:application. The module part "
+    "is a dotted module path, the attribute part a dotted attribute path; both consist of "
+    "identifiers (ASCII letters, digits, '_', not starting with a digit).";
+constexpr std::array<std::string_view, 2> help_flags{"-h", "--help"};
+constexpr std::string_view help_flag_help = "Print this help and exit.";
+constexpr std::string_view version_flag = "--version";
+constexpr std::string_view version_flag_help = "Print the version and exit.";
+
+// Rules that apply to every option; shown under --help and in docs/cli.md.
+constexpr std::string_view environment_rules =
+    "Every option can also be set through its environment variable: APPSERVER_ followed by the "
+    "option name in upper case with dashes turned into underscores (--blocking-threads is "
+    "APPSERVER_BLOCKING_THREADS). A value given on the "
+    "command line wins over the environment. An environment variable that is set but empty "
+    "counts as unset. Boolean variables accept 1/0, true/false and yes/no (any case). "
+    "APPSERVER_ENV holds several KEY=VAL entries separated by spaces, tabs or newlines (so "
+    "its values cannot contain whitespace; use --env for those); any --env on the command "
+    "line replaces APPSERVER_ENV entirely. Aliases have no environment variable of their own.";
+
+constexpr std::string_view exit_status_rules =
+    "--help and --version exit with status 0; an unknown option, a bad value or a missing or "
+    "malformed TARGET prints one error line naming the option (and the environment variable "
+    "when the value came from there) and exits with status 2.";
+
+// Carries the reason a value was rejected; the caller adds the option and source.
+class BadValue : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+enum class Arity { flag, single, repeated };
+
+// How the text of one option becomes a Config field.
+struct Binding {
+    Arity arity = Arity::single;
+    std::string metavar;                          // value placeholder in --help and the docs
+    void (*assign)(Config&, const std::string&);  // converts, validates, stores; throws BadValue
+    std::string (*render)(const Config&);         // the field as text, to document the default
+    std::string rule;                             // the accepted values in words
+};
+
+struct OptionSpec {
+    std::string_view name;                  // long flag without "--"; also names the env var
+    std::vector<std::string_view> aliases;  // further long flags, without "--"
+    std::string_view group;                 // section heading in --help
+    Binding binding;
+    std::string_view help;
+};
+
+template <auto member>
+using field_t = std::remove_cvref_t<decltype(std::declval<Config&>().*member)>;
+
+// ---- value conversions ------------------------------------------------------------------
+
+// Bounds of an integer option. An explicit maximum is documented; an implicit one (the
+// field type's) only guards against wrap-around.
+struct IntRange {
+    std::uint64_t min;
+    std::uint64_t max;
+    bool documented_max;
+
+    std::string rule() const {
+        if (documented_max) {
+            return "Integer from " + std::to_string(min) + " to " + std::to_string(max) + ".";
+        }
+        return "Integer, at least " + std::to_string(min) + ".";
+    }
+};
+
+std::uint64_t to_unsigned(const std::string& text, const IntRange& range) {
+    std::uint64_t value = 0;
+    const char* const first = text.data();
+    const char* const last = first + text.size();
+    // from_chars rejects a leading '-' for unsigned types; recognise negative integers to
+    // report them as out of range instead of as non-numbers.
+    const bool negative = !text.empty() && text.front() == '-';
+    const auto [end, ec] = std::from_chars(negative ? first + 1 : first, last, value);
+    if (text.empty() || end != last || ec == std::errc::invalid_argument) {
+        throw BadValue("is not an integer");
+    }
+    const bool too_big = ec == std::errc::result_out_of_range || value > range.max;
+    if (!negative && !too_big && value >= range.min) return value;
+    if (range.documented_max) {
+        throw BadValue("must be between " + std::to_string(range.min) + " and " +
+                       std::to_string(range.max));
+    }
+    if (too_big && !negative) {
+        throw BadValue("is too large (at most " + std::to_string(range.max) + ")");
+    }
+    throw BadValue("must be at least " + std::to_string(range.min));
+}
+
+// Shortest text that reads back as the same double: 5 -> "5", 0.25 -> "0.25".
+std::string format_double(double value) {
+    std::array<char, 32> buffer{};
+    const auto [end, ec] = std::to_chars(buffer.data(), buffer.data() + buffer.size(), value);
+    return ec == std::errc{} ? std::string(buffer.data(), end) : std::to_string(value);
+}
+
+bool equals_ignoring_case(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return std::tolower(static_cast<unsigned char>(x)) ==
+                      std::tolower(static_cast<unsigned char>(y));
+           });
+}
+
+bool to_bool(const std::string& text) {
+    for (std::string_view yes : {"1", "true", "yes"}) {
+        if (equals_ignoring_case(text, yes)) return true;
+    }
+    for (std::string_view no : {"0", "false", "no"}) {
+        if (equals_ignoring_case(text, no)) return false;
+    }
+    throw BadValue("is not a boolean (use 1/0, true/false or yes/no)");
+}
+
+// ---- bindings ---------------------------------------------------------------------------
+
+template <auto member, std::uint64_t min, std::uint64_t max, bool documented_max>
+Binding integer(std::string metavar) {
+    static_assert(std::is_integral_v<field_t<member>>);
+    static_assert(max <= std::numeric_limits<field_t<member>>::max());
+    return {
+        Arity::single,
+        std::move(metavar),
+        [](Config& config, const std::string& text) {
+            const auto value = to_unsigned(text, IntRange{min, max, documented_max});
+            config.*member = static_cast<field_t<member>>(value);
+        },
+        [](const Config& config) { return std::to_string(config.*member); },
+        IntRange{min, max, documented_max}.rule(),
+    };
+}
+
+template <auto member, std::uint64_t min>
+Binding at_least(std::string metavar) {
+    constexpr std::uint64_t type_max = std::numeric_limits<field_t<member>>::max();
+    return integer<member, min, type_max, false>(std::move(metavar));
+}
+
+template <auto member, std::uint64_t min, std::uint64_t max>
+Binding between(std::string metavar) {
+    return integer<member, min, max, true>(std::move(metavar));
+}
+
+// A duration beyond a day is a misconfiguration, and the bound keeps the later conversion to
+// a clock's integer ticks far from overflow.
+constexpr double max_seconds = 86400;
+
+template <auto member>
+Binding seconds() {
+    return {
+        Arity::single,
+        "SECONDS",
+        [](Config& config, const std::string& text) {
+            double value = 0;
+            const char* const last = text.data() + text.size();
+            const auto [end, ec] = std::from_chars(text.data(), last, value);
+            if (text.empty() || ec != std::errc{} || end != last || !std::isfinite(value)) {
+                throw BadValue("is not a number of seconds");
+            }
+            if (value <= 0 || value > max_seconds) {
+                throw BadValue("must be greater than 0 and at most " + format_double(max_seconds));
+            }
+            config.*member = value;
+        },
+        [](const Config& config) { return format_double(config.*member); },
+        "Seconds (fractions allowed), greater than 0 and at most " + format_double(max_seconds) +
+            ".",
+    };
+}
+
+std::string join(const auto& names, std::string_view separator) {
+    std::string out;
+    for (std::string_view name : names) {
+        out += out.empty() ? "" : separator;
+        out += name;
+    }
+    return out;
+}
+
+// The enum's values are 0..N-1 in the order of names.
+template <auto member, const auto& names>
+Binding choice() {
+    using Enum = field_t<member>;
+    return {
+        Arity::single,
+        "{" + join(names, ",") + "}",
+        [](Config& config, const std::string& text) {
+            // Case-insensitive because environment values are often written in upper case.
+            for (std::size_t i = 0; i < names.size(); ++i) {
+                if (equals_ignoring_case(text, names[i])) {
+                    config.*member = static_cast<Enum>(i);
+                    return;
+                }
+            }
+            throw BadValue("is not one of: " + join(names, ", "));
+        },
+        [](const Config& config) {
+            return std::string(names.at(static_cast<std::size_t>(config.*member)));
+        },
+        "One of: " + join(names, ", ") + " (any case).",
+    };
+}
+
+template <auto member>
+Binding flag() {
+    return {
+        Arity::flag,
+        "",
+        [](Config& config, const std::string& text) { config.*member = to_bool(text); },
+        [](const Config& config) { return std::string(config.*member ? "true" : "false"); },
+        "Flag; the environment variable takes a boolean.",
+    };
+}
+
+template <auto member, void (*check)(const std::string&)>
+Binding text(std::string metavar, std::string rule) {
+    return {
+        Arity::single,
+        std::move(metavar),
+        [](Config& config, const std::string& value) {
+            check(value);
+            config.*member = value;
+        },
+        [](const Config& config) { return std::string(config.*member); },
+        std::move(rule),
+    };
+}
+
+void check_not_empty(const std::string& value) {
+    if (value.empty()) throw BadValue("must not be empty");
+}
+
+void check_socket_path(const std::string& value) {
+    // The path must fit sockaddr_un::sun_path with its terminating NUL; failing here beats
+    // failing in bind() after the workers were forked.
+    constexpr std::size_t limit = sizeof(sockaddr_un::sun_path) - 1;
+    check_not_empty(value);
+    if (value.size() > limit) {
+        throw BadValue("is longer than " + std::to_string(limit) +
+                       " bytes, the limit for a unix socket path");
+    }
+}
+
+void check_directory(const std::string& value) {
+    check_not_empty(value);
+    std::error_code ec;  // unreadable or missing both mean "not usable"; no exception wanted
+    if (!std::filesystem::is_directory(value, ec)) {
+        throw BadValue("is not an existing directory");
+    }
+}
+
+void check_path_prefix(const std::string& value) {
+    if (value.empty()) return;
+    if (value.front() != '/' || value.back() == '/') {
+        throw BadValue("must start with '/' and not end with '/' (or be empty)");
+    }
+}
+
+// One --env entry, KEY=VAL; appended so that repeated entries keep their order.
+void assign_env_entry(Config& config, const std::string& entry) {
+    const auto equals = entry.find('=');
+    if (equals == std::string::npos) throw BadValue("is not of the form KEY=VAL");
+    if (equals == 0) throw BadValue("has an empty KEY");
+    config.env.emplace_back(entry.substr(0, equals), entry.substr(equals + 1));
+}
+
+std::string render_env(const Config& config) {
+    std::string out;
+    for (const auto& [key, value] : config.env) {
+        out += out.empty() ? "" : " ";
+        out += key + "=" + value;
+    }
+    return out;
+}
+
+constexpr std::array<std::string_view, 1> interface_names{"wsgi"};
+constexpr std::array<std::string_view, 5> log_level_names{"debug", "info", "warning", "error",
+                                                          "critical"};
+
+// ---- the option table -------------------------------------------------------------------
+
+const std::vector<OptionSpec>& option_table() {
+    static const std::vector<OptionSpec> table = {
+        {"interface", {}, "Application", choice<&Config::interface, interface_names>(),
+         "Application interface to serve."},
+        {"factory", {}, "Application", flag<&Config::factory>(),
+         "TARGET names a factory: call it with no arguments to get the application."},
+        {"working-dir", {}, "Application",
+         text<&Config::working_dir, check_directory>("PATH", "An existing directory."),
+         "Change to this directory and put it first on sys.path before importing TARGET "
+         "(default: the current directory)."},
+        {"env", {}, "Application",
+         {Arity::repeated, "KEY=VAL", assign_env_entry, render_env,
+          "Repeatable; KEY must not be empty."},
+         "Set an environment variable before the application is imported."},
+        {"url-path-prefix", {}, "Application",
+         text<&Config::url_path_prefix, check_path_prefix>(
+             "PREFIX", "Empty, or starts with '/' and does not end with '/'."),
+         "Mount point of the application: becomes SCRIPT_NAME and is stripped from PATH_INFO "
+         "when the request path starts with it."},
+
+        {"host", {}, "Listening",
+         text<&Config::host, check_not_empty>("ADDRESS", "An IP address or host name."),
+         "Address to bind."},
+        {"port", {}, "Listening", between<&Config::port, 1, 65535>("PORT"), "TCP port to bind."},
+        {"uds", {}, "Listening",
+         text<&Config::uds, check_socket_path>(
+             "PATH", "At most " + std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes."),
+         "Listen on a unix domain socket at this path instead of --host/--port."},
+        {"backlog", {}, "Listening", at_least<&Config::backlog, 1>("N"),
+         "Backlog of the listening socket (pending connections not yet accepted); the "
+         "kernel caps it at net.core.somaxconn."},
+
+        {"workers", {}, "Processes and threads", at_least<&Config::workers, 1>("N"),
+         "Worker processes forked by the master."},
+        {"blocking-threads", {"threads"}, "Processes and threads",
+         at_least<&Config::blocking_threads, 1>("N"),
+         "Threads per worker that call the application; each may hold its own database "
+         "connection."},
+        {"request-queue-size", {}, "Processes and threads",
+         at_least<&Config::request_queue_size, 1>("N"),
+         "Per worker, how many parsed requests may wait for a free blocking thread; a request "
+         "arriving at a full queue gets 503."},
+
+        {"keep-alive-timeout", {}, "Timeouts", seconds<&Config::keep_alive_timeout>(),
+         "Close an idle keep-alive connection after this long."},
+        {"header-read-timeout", {}, "Timeouts", seconds<&Config::header_read_timeout>(),
+         "The request line and headers must arrive within this long."},
+        {"read-timeout", {}, "Timeouts", seconds<&Config::read_timeout>(),
+         "A request body read may stall this long before the connection is closed."},
+        {"write-timeout", {}, "Timeouts", seconds<&Config::write_timeout>(),
+         "A client may refuse response bytes this long before the connection is closed."},
+        {"graceful-timeout", {}, "Timeouts", seconds<&Config::graceful_timeout>(),
+         "On shutdown, in-flight requests may finish within this long before a hard stop."},
+
+        {"max-header-size", {}, "Limits",
+         between<&Config::max_header_size, 1024, 1 << 20>("BYTES"),
+         "Largest request line plus headers, in bytes; larger requests are rejected."},
+        {"max-headers", {}, "Limits", at_least<&Config::max_headers, 1>("N"),
+         "Most header fields in one request; requests with more are rejected."},
+        {"max-body-size", {}, "Limits", at_least<&Config::max_body_size, 0>("BYTES"),
+         "Largest request body, in bytes; larger ones are rejected. 0 means unlimited (the body "
+         "is streamed to the application)."},
+
+        {"log-level", {}, "Logging", choice<&Config::log_level, log_level_names>(),
+         "Least severe level that is logged."},
+    };
+    return table;
+}
+
+std::string env_var_name(const OptionSpec& spec) {
+    std::string name(env_prefix);
+    for (char c : spec.name) {
+        name += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    }
+    return name;
+}
+
+std::string flag_name(std::string_view name) { return "--" + std::string(name); }
+
+// What --help and the docs show after the flag: a placeholder, or the choices.
+std::string value_text(const OptionSpec& spec) {
+    return spec.binding.arity == Arity::flag ? "" : spec.binding.metavar;
+}
+
+std::string default_text(const OptionSpec& spec) { return spec.binding.render(Config{}); }
+
+std::vector<std::string> split_on_whitespace(std::string_view text) {
+    std::vector<std::string> words;
+    std::string word;
+    for (char c : text) {
+        if (std::isspace(static_cast<unsigned char>(c))) {
+            if (!word.empty()) words.push_back(std::move(word));
+            word.clear();
+        } else {
+            word += c;
+        }
+    }
+    if (!word.empty()) words.push_back(std::move(word));
+    return words;
+}
+
+// CLI11 indents continuation lines but does not wrap, so descriptions are wrapped here.
+std::string wrap(std::string_view text, std::size_t width) {
+    std::string out;
+    std::size_t line = 0;
+    for (const auto& word : split_on_whitespace(text)) {
+        if (line > 0 && line + 1 + word.size() > width) {
+            out += '\n';
+            line = 0;
+        } else if (line > 0) {
+            out += ' ';
+            ++line;
+        }
+        out += word;
+        line += word.size();
+    }
+    return out;
+}
+
+constexpr std::size_t help_name_column = 36;
+constexpr std::size_t help_width = 100;
+
+std::string help_description(const OptionSpec& spec) {
+    std::string text = std::string(spec.help) + " " + spec.binding.rule;
+    std::string trailer = "[env: " + env_var_name(spec) + "]";
+    if (const auto value = default_text(spec); !value.empty()) {
+        trailer = "[default: " + value + "] " + trailer;
+    }
+    return wrap(text, help_width - help_name_column) + "\n" + trailer;
+}
+
+struct Registered {
+    std::vector<CLI::Option*> options;  // parallel to option_table()
+    CLI::Option* target = nullptr;
+};
+
+Registered register_options(CLI::App& app) {
+    Registered registered;
+    app.get_formatter()->column_width(help_name_column);
+    app.set_help_flag(join(help_flags, ","), std::string(help_flag_help));
+    app.set_version_flag(std::string(version_flag),
+                         std::string(program_name) + " " + APPSERVER_VERSION,
+                         std::string(version_flag_help));
+    app.footer(wrap(environment_rules, help_width) + "\n\n" + wrap(exit_status_rules, help_width));
+    for (const auto& spec : option_table()) {
+        std::string names = flag_name(spec.name);
+        for (auto alias : spec.aliases) names += "," + flag_name(alias);
+        // No CLI11 variable or ->envname(): CLI11 would read the real environment itself, and
+        // values must be converted the same way whether they come from argv or from env.
+        CLI::Option* option = spec.binding.arity == Arity::flag ? app.add_flag(names)
+                                                                : app.add_option(names);
+        option->description(help_description(spec));
+        option->group(std::string(spec.group));
+        if (spec.binding.arity == Arity::flag) {
+            option->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+        } else {
+            option->option_text(value_text(spec));
+            option->expected(1);
+            option->multi_option_policy(spec.binding.arity == Arity::repeated
+                                            ? CLI::MultiOptionPolicy::TakeAll
+                                            : CLI::MultiOptionPolicy::TakeLast);
+        }
+        registered.options.push_back(option);
+    }
+    registered.target = app.add_option(std::string(target_name));
+    registered.target->description(wrap(target_help, help_width - help_name_column));
+    registered.target->required();
+    return registered;
+}
+
+bool is_identifier(std::string_view part) {
+    if (part.empty() || std::isdigit(static_cast<unsigned char>(part.front()))) return false;
+    return std::all_of(part.begin(), part.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+    });
+}
+
+bool is_dotted_path(std::string_view path) {
+    while (true) {
+        const auto dot = path.find('.');
+        if (!is_identifier(path.substr(0, dot))) return false;
+        if (dot == std::string_view::npos) return true;
+        path.remove_prefix(dot + 1);
+    }
+}
+
+bool is_valid_target(std::string_view target) {
+    const auto colon = target.find(':');
+    return colon != std::string_view::npos && is_dotted_path(target.substr(0, colon)) &&
+           is_dotted_path(target.substr(colon + 1));
+}
+
+ParseOutcome usage_error(const std::string& message) {
+    ParseOutcome outcome;
+    outcome.kind = ParseOutcome::Kind::exit;
+    outcome.exit_code = 2;
+    outcome.output = std::string(program_name) + ": error: " + message + "\n" +
+                     std::string(usage_hint) + "\n";
+    return outcome;
+}
+
+ParseOutcome finished(std::string output) {
+    ParseOutcome outcome;
+    outcome.kind = ParseOutcome::Kind::exit;
+    outcome.exit_code = 0;
+    outcome.output = std::move(output);
+    if (!outcome.output.empty() && outcome.output.back() != '\n') outcome.output += '\n';
+    return outcome;
+}
+
+std::string extras_message(const std::vector<std::string>& extras) {
+    if (extras.empty()) return "unexpected arguments";
+    const auto& first = extras.front();
+    if (first.size() > 1 && first.front() == '-') {
+        return "unknown option '" + first.substr(0, first.find('=')) + "'";
+    }
+    return "unexpected argument '" + first + "' (only one TARGET is allowed)";
+}
+
+std::string escape_table_cell(std::string_view text) {
+    std::string out;
+    for (char c : text) {
+        if (c == '|') out += '\\';
+        out += c;
+    }
+    return out;
+}
+
+} // namespace
+
+ParseOutcome parse(const std::vector<std::string>& args, const EnvLookup& env) {
+    const EnvLookup lookup =
+        env ? env : EnvLookup([](const char* name) -> const char* { return std::getenv(name); });
+
+    CLI::App app{std::string(app_description), std::string(program_name)};
+    const Registered registered = register_options(app);
+
+    // CLI11 consumes its arguments from the back and without the program name.
+    std::vector<std::string> reversed;
+    if (!args.empty()) reversed.assign(args.rbegin(), std::prev(args.rend()));
+    try {
+        app.parse(reversed);
+    } catch (const CLI::CallForHelp&) {
+        return finished(app.help());
+    } catch (const CLI::CallForVersion& version) {
+        return finished(version.what());
+    } catch (const CLI::RequiredError&) {
+        // CLI11 checks requirements before leftovers; an unknown option is the likelier cause.
+        if (const auto extras = app.remaining(); !extras.empty()) {
+            return usage_error(extras_message(extras));
+        }
+        return usage_error("missing " + std::string(target_name) + " (module:attribute)");
+    } catch (const CLI::ExtrasError&) {
+        return usage_error(extras_message(app.remaining()));
+    } catch (const CLI::ArgumentMismatch& error) {
+        // CLI11 words this "--workers: 1 required  missing"; keep its leading option name.
+        const std::string what = error.what();
+        const auto colon = what.find(": ");
+        return usage_error(colon == std::string::npos ? what
+                                                      : what.substr(0, colon) + ": missing value");
+    } catch (const CLI::ParseError& error) {
+        return usage_error(error.what());
+    }
+
+    ParseOutcome outcome;
+    const auto& table = option_table();
+    for (std::size_t i = 0; i < table.size(); ++i) {
+        const OptionSpec& spec = table[i];
+        const CLI::Option& option = *registered.options[i];
+        const std::string env_name = env_var_name(spec);
+
+        std::vector<std::string> values;
+        bool from_env = false;
+        if (option.count() > 0) {
+            values = option.results();
+            // Last one wins for single-valued options, as in most command-line tools.
+            if (spec.binding.arity != Arity::repeated) values = {values.back()};
+        } else if (const char* raw = lookup(env_name.c_str()); raw != nullptr && *raw != '\0') {
+            from_env = true;
+            values = spec.binding.arity == Arity::repeated ? split_on_whitespace(raw)
+                                                           : std::vector<std::string>{raw};
+        }
+
+        for (const auto& value : values) {
+            try {
+                spec.binding.assign(outcome.config, value);
+            } catch (const BadValue& bad) {
+                std::string message =
+                    flag_name(spec.name) + ": value '" + value + "' " + bad.what();
+                if (from_env) message += " (from " + env_name + ")";
+                return usage_error(message);
+            }
+        }
+    }
+
+    const std::string& target = registered.target->results().back();
+    if (!is_valid_target(target)) {
+        return usage_error(std::string(target_name) + ": value '" + target +
+                           "' is not of the form module[.sub]*:attribute[.attr]*");
+    }
+    outcome.config.target = target;
+    return outcome;
+}
+
+std::string markdown_reference() {
+    constexpr std::size_t markdown_width = 100;  // prose only; a table row stays on one line
+    std::ostringstream out;
+    out << "## Usage\n\n"
+        << "    " << program_name << " [OPTIONS] " << target_name << "\n\n"
+        << wrap("`" + std::string(target_name) + "` (required): " + std::string(target_help),
+                markdown_width)
+        << "\n\n"
+        << "## Options\n\n"
+        << "| option | env var | default | description |\n"
+        << "|---|---|---|---|\n";
+    for (const auto& spec : option_table()) {
+        const auto value = value_text(spec);
+        const auto usage = [&](std::string_view name) {
+            return "`" + flag_name(name) + (value.empty() ? "" : " " + value) + "`";
+        };
+        std::string names = usage(spec.name);
+        for (auto alias : spec.aliases) names += "<br>" + usage(alias);
+        const auto default_value = default_text(spec);
+        const std::string shown_default =
+            default_value.empty() ? "(empty)" : "`" + default_value + "`";
+        out << "| " << escape_table_cell(names) << " | `" << env_var_name(spec) << "` | "
+            << escape_table_cell(shown_default) << " | "
+            << escape_table_cell(std::string(spec.help) + " " + spec.binding.rule) << " |\n";
+    }
+    out << "| `" << join(help_flags, "`, `") << "` | | | " << help_flag_help << " |\n"
+        << "| `" << version_flag << "` | | | " << version_flag_help << " |\n\n"
+        << "## Environment\n\n"
+        << wrap(environment_rules, markdown_width) << "\n\n"
+        << "## Exit status\n\n"
+        << wrap(exit_status_rules, markdown_width) << "\n";
+    return out.str();
+}
+
+} // namespace appserver::cli

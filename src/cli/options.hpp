@@ -1,0 +1,29 @@
+// Command-line and environment parsing. One option table drives the flags, the
+// APPSERVER_<NAME> environment variables, --help and docs/cli.md.
+#pragma once
+
+#include <appserver/config.hpp>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace appserver::cli {
+
+struct ParseOutcome {
+    enum class Kind { run, exit };
+    Kind kind = Kind::run;
+    int exit_code = 0;   // for Kind::exit: 0 for --help/--version, 2 for usage errors
+    std::string output;  // for Kind::exit: text to print (stdout when exit_code == 0, else stderr)
+    Config config;       // for Kind::run
+};
+
+using EnvLookup = std::function<const char*(const char*)>;
+
+// args[0] is the program name. env defaults to ::getenv.
+ParseOutcome parse(const std::vector<std::string>& args, const EnvLookup& env = {});
+
+// The CLI reference as Markdown, generated from the option table (docs/cli.md).
+std::string markdown_reference();
+
+} // namespace appserver::cli

@@ -1,0 +1,285 @@
+// llhttp adapter: collects the request head into one growable buffer (offsets, not
+// pointers, so growth is safe), stages body bytes, and enforces the size limits llhttp
+// itself does not know about.
+#include "http/parser.hpp"
+
+#include <strings.h>
+
+namespace appserver::http {
+namespace {
+
+
+bool iequals(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
+
+int status_for(llhttp_errno_t err) {
+    switch (err) {
+    case HPE_INVALID_VERSION: return 505;
+    case HPE_INVALID_METHOD: return 501;
+    default: return 400;
+    }
+}
+
+} // namespace
+
+std::string_view RequestHead::method_name() const {
+    return llhttp_method_name(static_cast<llhttp_method_t>(method));
+}
+
+void RequestHead::clear() {
+    bytes.clear();
+    target = {};
+    headers.clear();
+    method = 0;
+    version_major = 1;
+    version_minor = 1;
+    keep_alive = true;
+    chunked = false;
+    has_content_length = false;
+    content_length = 0;
+    expect_continue = false;
+}
+
+RequestParser::RequestParser(const ParserLimits& limits) : limits_(limits) {
+    llhttp_init(&parser_, HTTP_REQUEST, settings());
+    parser_.data = this;
+    head_.bytes.reserve(1024);
+    head_.headers.reserve(32);
+}
+
+std::size_t RequestParser::feed(const char* data, std::size_t len) {
+    if (state_ == State::complete || state_ == State::error || len == 0) {
+        return 0;
+    }
+    const llhttp_errno_t err = llhttp_execute(&parser_, data, len);
+    if (err == HPE_OK) {
+        return len;
+    }
+    const auto consumed = static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - data);
+    if (err == HPE_PAUSED && state_ == State::complete) {
+        return consumed;
+    }
+    if (err == HPE_PAUSED_UPGRADE) {
+        // No protocol switch under WSGI: answer the request as a plain one, then close.
+        head_.keep_alive = false;
+        state_ = State::complete;
+        return consumed;
+    }
+    if (state_ != State::error) {
+        fail(status_for(err), llhttp_get_error_reason(&parser_));
+    }
+    return consumed;
+}
+
+void RequestParser::finish() {
+    if (state_ == State::body || (state_ == State::head && message_begun_)) {
+        fail(400, "connection closed before the request was complete");
+    }
+}
+
+void RequestParser::next_message() {
+    head_.clear();
+    body_.clear();
+    body_received_ = 0;
+    trailer_bytes_ = 0;
+    message_begun_ = false;
+    field_open_ = false;
+    state_ = State::head;
+    if (llhttp_get_errno(&parser_) == HPE_PAUSED_UPGRADE) {
+        llhttp_resume_after_upgrade(&parser_);
+    } else {
+        llhttp_resume(&parser_);
+    }
+}
+
+void RequestParser::fail(int status, std::string reason) {
+    state_ = State::error;
+    error_status_ = status;
+    error_reason_ = std::move(reason);
+}
+
+bool RequestParser::append_head(const char* at, std::size_t len) {
+    if (head_.bytes.size() + len > limits_.max_header_size) {
+        fail(431, "request header section too large");
+        return false;
+    }
+    head_.bytes.append(at, len);
+    return true;
+}
+
+int RequestParser::on_message_begin(llhttp_t* p) {
+    auto* self = static_cast<RequestParser*>(p->data);
+    self->message_begun_ = true;
+    return 0;
+}
+
+int RequestParser::on_url(llhttp_t* p, const char* at, std::size_t len) {
+    auto* self = static_cast<RequestParser*>(p->data);
+    auto& head = self->head_;
+    if (head.target.length == 0) {
+        head.target.offset = static_cast<std::uint32_t>(head.bytes.size());
+    }
+    if (!self->append_head(at, len)) {
+        return HPE_USER;
+    }
+    head.target.length += static_cast<std::uint32_t>(len);
+    return 0;
+}
+
+int RequestParser::on_header_field(llhttp_t* p, const char* at, std::size_t len) {
+    auto* self = static_cast<RequestParser*>(p->data);
+    if (self->state_ != State::head) { // trailer fields: bounded, then dropped
+        self->trailer_bytes_ += len;
+        if (self->trailer_bytes_ > self->limits_.max_header_size) {
+            self->fail(431, "request trailer section too large");
+            return HPE_USER;
+        }
+        return 0;
+    }
+    auto& head = self->head_;
+    if (!self->field_open_) { // llhttp may deliver one name in several pieces
+        if (head.headers.size() >= self->limits_.max_headers) {
+            self->fail(431, "too many header fields");
+            return HPE_USER;
+        }
+        HeaderField field;
+        field.name.offset = static_cast<std::uint32_t>(head.bytes.size());
+        head.headers.push_back(field);
+        self->field_open_ = true;
+    }
+    if (!self->append_head(at, len)) {
+        return HPE_USER;
+    }
+    head.headers.back().name.length += static_cast<std::uint32_t>(len);
+    return 0;
+}
+
+int RequestParser::on_header_field_complete(llhttp_t* p) {
+    auto* self = static_cast<RequestParser*>(p->data);
+    if (self->state_ == State::head && !self->head_.headers.empty()) {
+        // The value's bytes follow the name's in the buffer; nothing comes between.
+        auto& field = self->head_.headers.back();
+        field.value.offset = static_cast<std::uint32_t>(self->head_.bytes.size());
+        field.value.length = 0;
+    }
+    self->field_open_ = false;
+    return 0;
+}
+
+int RequestParser::on_header_value(llhttp_t* p, const char* at, std::size_t len) {
+    auto* self = static_cast<RequestParser*>(p->data);
+    if (self->state_ != State::head) {
+        self->trailer_bytes_ += len;
+        if (self->trailer_bytes_ > self->limits_.max_header_size) {
+            self->fail(431, "request trailer section too large");
+            return HPE_USER;
+        }
+        return 0;
+    }
+    for (std::size_t i = 0; i < len; ++i) {
+        const char c = at[i];
+        if (c == '\r' || c == '\n' || c == '\0') { // obs-fold or a stray control byte
+            self->fail(400, "invalid header value (line folding or control character)");
+            return HPE_USER;
+        }
+    }
+    if (!self->append_head(at, len)) {
+        return HPE_USER;
+    }
+    self->head_.headers.back().value.length += static_cast<std::uint32_t>(len);
+    return 0;
+}
+
+int RequestParser::on_header_value_complete(llhttp_t* p) {
+    auto* self = static_cast<RequestParser*>(p->data);
+    if (self->state_ != State::head || self->head_.headers.empty()) {
+        return 0;
+    }
+    auto& head = self->head_;
+    auto& field = head.headers.back();
+    // RFC 9110 5.5: leading and trailing whitespace is not part of the value.
+    while (field.value.length > 0) {
+        const char c = head.bytes[field.value.offset + field.value.length - 1];
+        if (c != ' ' && c != '\t') {
+            break;
+        }
+        --field.value.length;
+    }
+    if (iequals(head.view(field.name), "expect") &&
+        iequals(head.view(field.value), "100-continue")) {
+        head.expect_continue = true;
+    }
+    return 0;
+}
+
+int RequestParser::on_headers_complete(llhttp_t* p) {
+    auto* self = static_cast<RequestParser*>(p->data);
+    auto& head = self->head_;
+    head.method = p->method;
+    head.version_major = p->http_major;
+    head.version_minor = p->http_minor;
+    if (head.version_major != 1) {
+        self->fail(505, "HTTP version not supported");
+        return -1;
+    }
+    if (p->method == HTTP_CONNECT) {
+        self->fail(501, "CONNECT is not supported");
+        return -1;
+    }
+    if (head.target.length == 0) {
+        self->fail(400, "empty request target");
+        return -1;
+    }
+    const bool http11 = head.version_minor >= 1;
+    head.keep_alive = http11 ? (p->flags & F_CONNECTION_CLOSE) == 0
+                             : (p->flags & F_CONNECTION_KEEP_ALIVE) != 0;
+    head.chunked = (p->flags & F_CHUNKED) != 0;
+    head.has_content_length = (p->flags & F_CONTENT_LENGTH) != 0;
+    head.content_length = head.has_content_length ? p->content_length : 0;
+    head.expect_continue = head.expect_continue && http11 && head.has_body();
+    if (self->limits_.max_body_size != 0 && head.has_content_length &&
+        head.content_length > self->limits_.max_body_size) {
+        self->fail(413, "request body larger than the configured limit");
+        return -1;
+    }
+    self->state_ = State::body;
+    return 0;
+}
+
+int RequestParser::on_body(llhttp_t* p, const char* at, std::size_t len) {
+    auto* self = static_cast<RequestParser*>(p->data);
+    self->body_received_ += len;
+    if (self->limits_.max_body_size != 0 && self->body_received_ > self->limits_.max_body_size) {
+        self->fail(413, "request body larger than the configured limit");
+        return HPE_USER;
+    }
+    self->body_.append(at, len);
+    return 0;
+}
+
+int RequestParser::on_message_complete(llhttp_t* p) {
+    auto* self = static_cast<RequestParser*>(p->data);
+    self->state_ = State::complete;
+    return HPE_PAUSED; // keep a pipelined next request's bytes with the caller
+}
+
+const llhttp_settings_t* RequestParser::settings() {
+    static const llhttp_settings_t s = [] {
+        llhttp_settings_t t;
+        llhttp_settings_init(&t);
+        t.on_message_begin = &RequestParser::on_message_begin;
+        t.on_url = &RequestParser::on_url;
+        t.on_header_field = &RequestParser::on_header_field;
+        t.on_header_field_complete = &RequestParser::on_header_field_complete;
+        t.on_header_value = &RequestParser::on_header_value;
+        t.on_header_value_complete = &RequestParser::on_header_value_complete;
+        t.on_headers_complete = &RequestParser::on_headers_complete;
+        t.on_body = &RequestParser::on_body;
+        t.on_message_complete = &RequestParser::on_message_complete;
+        return t;
+    }();
+    return &s;
+}
+
+} // namespace appserver::http

@@ -1,0 +1,115 @@
+// Incremental HTTP/1.x request parser over llhttp. Knows nothing of sockets: bytes in,
+// a request head, body bytes and a verdict out. Unit-tested and fuzzed on its own.
+#pragma once
+
+#include <llhttp.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace appserver::http {
+
+struct ParserLimits {
+    std::size_t max_header_size = 64 * 1024; // request line + header fields, bytes
+    std::size_t max_headers = 100;
+    std::uint64_t max_body_size = 0;          // 0 = unlimited
+};
+
+// Offsets into RequestHead::bytes: stable while the buffer grows.
+struct Span {
+    std::uint32_t offset = 0;
+    std::uint32_t length = 0;
+};
+
+struct HeaderField {
+    Span name;
+    Span value;
+};
+
+struct RequestHead {
+    std::string bytes;                 // target, header names and values, back to back
+    Span target;
+    std::vector<HeaderField> headers;
+    std::uint8_t method = 0;           // llhttp_method_t
+    std::uint8_t version_major = 1;
+    std::uint8_t version_minor = 1;
+    bool keep_alive = true;            // as the request asks (version + Connection)
+    bool chunked = false;
+    bool has_content_length = false;
+    std::uint64_t content_length = 0;
+    bool expect_continue = false;      // "Expect: 100-continue" on an HTTP/1.1 request
+
+    std::string_view view(Span s) const { return {bytes.data() + s.offset, s.length}; }
+    std::string_view target_view() const { return view(target); }
+    std::string_view method_name() const;
+    bool has_body() const { return chunked || (has_content_length && content_length > 0); }
+    void clear();
+};
+
+class RequestParser {
+public:
+    enum class State { head, body, complete, error };
+
+    explicit RequestParser(const ParserLimits& limits = {});
+    RequestParser(const RequestParser&) = delete;
+    RequestParser& operator=(const RequestParser&) = delete;
+
+    // Parses up to len bytes and returns how many it consumed. Stops right after the end
+    // of a message, so the bytes of a pipelined next request stay with the caller.
+    // Body bytes are appended to body(). Check state() afterwards.
+    std::size_t feed(const char* data, std::size_t len);
+
+    // The peer closed its side: a message cut short becomes an error.
+    void finish();
+
+    // After a complete message: get ready for the next one on the same connection.
+    void next_message();
+
+    State state() const { return state_; }
+    bool head_done() const { return state_ == State::body || state_ == State::complete; }
+    // Nothing of a new message has been seen yet (safe point to close an idle connection).
+    bool idle() const { return state_ == State::head && !message_begun_; }
+
+    RequestHead& head() { return head_; }
+    const RequestHead& head() const { return head_; }
+
+    // Decoded body bytes not yet taken by the consumer (body_offset() of them are taken).
+    std::string& body() { return body_; }
+    std::uint64_t body_received() const { return body_received_; }
+
+    // For State::error: the status to answer with (400, 413, 431, 501, 505) and why.
+    int error_status() const { return error_status_; }
+    const std::string& error_reason() const { return error_reason_; }
+
+private:
+    static const llhttp_settings_t* settings();
+    static int on_message_begin(llhttp_t* p);
+    static int on_url(llhttp_t* p, const char* at, std::size_t len);
+    static int on_header_field(llhttp_t* p, const char* at, std::size_t len);
+    static int on_header_field_complete(llhttp_t* p);
+    static int on_header_value(llhttp_t* p, const char* at, std::size_t len);
+    static int on_header_value_complete(llhttp_t* p);
+    static int on_headers_complete(llhttp_t* p);
+    static int on_body(llhttp_t* p, const char* at, std::size_t len);
+    static int on_message_complete(llhttp_t* p);
+
+    bool append_head(const char* at, std::size_t len);
+    void fail(int status, std::string reason);
+
+    llhttp_t parser_{};
+    ParserLimits limits_;
+    RequestHead head_;
+    std::string body_;
+    std::uint64_t body_received_ = 0;
+    std::size_t trailer_bytes_ = 0;
+    State state_ = State::head;
+    bool message_begun_ = false;
+    bool field_open_ = false;
+    int error_status_ = 0;
+    std::string error_reason_;
+};
+
+} // namespace appserver::http

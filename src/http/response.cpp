@@ -1,0 +1,153 @@
+// Response-side HTTP/1.1 rules (see response.hpp).
+#include "http/response.hpp"
+
+#include <strings.h>
+
+#include <array>
+#include <charconv>
+#include <ctime>
+
+namespace appserver::http {
+namespace {
+
+constexpr std::array<bool, 256> make_tchar_table() {
+    std::array<bool, 256> t{};
+    for (int c = '0'; c <= '9'; ++c) t[c] = true;
+    for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+    for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+    for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<unsigned char>(c)] = true;
+    return t;
+}
+constexpr auto tchar = make_tchar_table();
+
+bool iequals(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
+
+} // namespace
+
+bool parse_status(std::string_view status, int& code) {
+    if (status.size() < 3) {
+        return false;
+    }
+    int value = 0;
+    for (int i = 0; i < 3; ++i) {
+        const char c = status[i];
+        if (c < '0' || c > '9') {
+            return false;
+        }
+        value = value * 10 + (c - '0');
+    }
+    if (value < 100) {
+        return false;
+    }
+    if (status.size() > 3) {
+        if (status[3] != ' ') {
+            return false;
+        }
+        if (!valid_header_value(status.substr(4))) {
+            return false;
+        }
+    }
+    code = value;
+    return true;
+}
+
+bool valid_header_name(std::string_view name) {
+    if (name.empty()) {
+        return false;
+    }
+    for (unsigned char c : name) {
+        if (!tchar[c]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool valid_header_value(std::string_view value) {
+    for (unsigned char c : value) {
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
+HopByHop classify_hop_by_hop(std::string_view name) {
+    if (name.size() < 2 || name.size() > 17) {
+        return HopByHop::no;
+    }
+    if (iequals(name, "connection")) {
+        return HopByHop::connection;
+    }
+    if (iequals(name, "transfer-encoding") || iequals(name, "keep-alive") ||
+        iequals(name, "upgrade") || iequals(name, "te") || iequals(name, "trailer") ||
+        iequals(name, "proxy-connection")) {
+        return HopByHop::drop;
+    }
+    return HopByHop::no;
+}
+
+std::string_view date_line() {
+    thread_local std::time_t cached_second = 0;
+    thread_local char line[64];
+    thread_local std::size_t line_len = 0;
+    const std::time_t now = std::time(nullptr);
+    if (now != cached_second) {
+        std::tm tm{};
+        ::gmtime_r(&now, &tm);
+        line_len = std::strftime(line, sizeof line, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+        cached_second = now;
+    }
+    return {line, line_len};
+}
+
+void append_chunk_size(std::string& out, std::size_t n) {
+    char buf[24];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf - 2, n, 16);
+    (void)ec;
+    *end++ = '\r';
+    *end++ = '\n';
+    out.append(buf, end);
+}
+
+std::string_view reason_phrase(int code) {
+    switch (code) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+std::string canned_response(int code, std::string_view message, bool close,
+                            std::string_view extra_headers) {
+    std::string body;
+    body.reserve(message.size() + 1);
+    body.append(message).push_back('\n');
+    std::string out;
+    out.reserve(160 + body.size() + extra_headers.size());
+    out.append("HTTP/1.1 ").append(std::to_string(code)).append(" ");
+    out.append(reason_phrase(code)).append("\r\n");
+    out.append(date_line());
+    out.append("Content-Type: text/plain; charset=utf-8\r\n");
+    out.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n");
+    out.append(extra_headers);
+    if (close) {
+        out.append("Connection: close\r\n");
+    }
+    out.append("\r\n").append(body);
+    return out;
+}
+
+} // namespace appserver::http

@@ -1,0 +1,30 @@
+// Logging setup (see log.hpp).
+#include "log/log.hpp"
+
+#include <spdlog/sinks/stdout_sinks.h>
+
+#include <memory>
+
+namespace appserver::log {
+
+spdlog::level::level_enum to_spdlog(LogLevel level) {
+    switch (level) {
+    case LogLevel::debug: return spdlog::level::debug;
+    case LogLevel::info: return spdlog::level::info;
+    case LogLevel::warning: return spdlog::level::warn;
+    case LogLevel::error: return spdlog::level::err;
+    case LogLevel::critical: return spdlog::level::critical;
+    }
+    return spdlog::level::info;
+}
+
+void init(LogLevel level, const std::string& process_name) {
+    auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+    auto logger = std::make_shared<spdlog::logger>(process_name, std::move(sink));
+    logger->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%n] [%P] [%^%l%$] %v");
+    logger->set_level(to_spdlog(level));
+    logger->flush_on(spdlog::level::info);
+    spdlog::set_default_logger(std::move(logger));
+}
+
+} // namespace appserver::log

@@ -1,0 +1,40 @@
+// Front door 1: the standalone executable. Embeds CPython (pybind11::embed) and hands
+// the command line to the core.
+#include <appserver/server.hpp>
+
+#include "cli/options.hpp"
+
+#include <pybind11/embed.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+namespace py = pybind11;
+
+int main(int argc, char** argv) {
+    std::vector<std::string> args(argv, argv + argc);
+    // Usage errors, --help and --version need no interpreter.
+    appserver::cli::ParseOutcome outcome = appserver::cli::parse(args);
+    if (outcome.kind == appserver::cli::ParseOutcome::Kind::exit) {
+        std::FILE* out = outcome.exit_code == 0 ? stdout : stderr;
+        std::fputs(outcome.output.c_str(), out);
+        if (!outcome.output.empty() && outcome.output.back() != '\n') {
+            std::fputc('\n', out);
+        }
+        return outcome.exit_code;
+    }
+
+    PyConfig config;
+    PyConfig_InitPythonConfig(&config);
+    config.parse_argv = 0;
+    // Inside an activated virtualenv, start as its python so its site-packages apply.
+    if (const char* venv = std::getenv("VIRTUAL_ENV"); venv != nullptr && *venv != '\0') {
+        const std::string program = std::string(venv) + "/bin/python";
+        PyConfig_SetBytesString(&config, &config.program_name, program.c_str());
+    }
+    const char* py_argv[] = {argv[0]};
+    py::scoped_interpreter interpreter(&config, 1, py_argv, false);
+    return appserver::run(outcome.config);
+}

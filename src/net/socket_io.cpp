@@ -1,0 +1,140 @@
+// Blocking-with-deadline socket I/O (see socket_io.hpp).
+#include "net/socket_io.hpp"
+
+#include <poll.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <climits>
+
+namespace appserver::net {
+namespace {
+
+// Waits for events on fd; false on timeout or a poll error.
+IoResult wait_for(int fd, short events, double timeout_s, BlockingScope& scope) {
+    pollfd pfd{fd, events, 0};
+    const int ms = timeout_s <= 0 ? 0 : static_cast<int>(timeout_s * 1000.0);
+    scope.enter();
+    int rc;
+    do {
+        rc = ::poll(&pfd, 1, ms);
+    } while (rc < 0 && errno == EINTR);
+    scope.leave();
+    if (rc == 0) {
+        return IoResult::timeout;
+    }
+    if (rc < 0) {
+        return IoResult::error;
+    }
+    // POLLHUP with POLLIN still lets a reader drain; let the next syscall decide.
+    return IoResult::ok;
+}
+
+} // namespace
+
+const char* describe(IoResult r) {
+    switch (r) {
+    case IoResult::ok: return "ok";
+    case IoResult::eof: return "connection closed by peer";
+    case IoResult::timeout: return "timed out";
+    case IoResult::error: return "socket error";
+    }
+    return "?";
+}
+
+IoResult write_all(int fd, iovec* iov, int iovcnt, double timeout_s, BlockingScope& scope) {
+    while (iovcnt > 0) {
+        msghdr msg{};
+        msg.msg_iov = iov;
+        msg.msg_iovlen = static_cast<std::size_t>(iovcnt < IOV_MAX ? iovcnt : IOV_MAX);
+        const ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                const IoResult w = wait_for(fd, POLLOUT, timeout_s, scope);
+                if (w != IoResult::ok) {
+                    return w;
+                }
+                continue;
+            }
+            return (errno == EPIPE || errno == ECONNRESET) ? IoResult::eof : IoResult::error;
+        }
+        auto left = static_cast<std::size_t>(n);
+        while (iovcnt > 0 && left >= iov->iov_len) {
+            left -= iov->iov_len;
+            ++iov;
+            --iovcnt;
+        }
+        if (iovcnt > 0) {
+            iov->iov_base = static_cast<char*>(iov->iov_base) + left;
+            iov->iov_len -= left;
+        }
+    }
+    return IoResult::ok;
+}
+
+IoResult send_file(int fd, int file_fd, off_t offset, std::size_t count, double timeout_s,
+                   BlockingScope& scope) {
+    while (count > 0) {
+        const std::size_t chunk = count < (std::size_t{1} << 30) ? count : (std::size_t{1} << 30);
+        const ssize_t n = ::sendfile(fd, file_fd, &offset, chunk);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                const IoResult w = wait_for(fd, POLLOUT, timeout_s, scope);
+                if (w != IoResult::ok) {
+                    return w;
+                }
+                continue;
+            }
+            return (errno == EPIPE || errno == ECONNRESET) ? IoResult::eof : IoResult::error;
+        }
+        if (n == 0) {
+            return IoResult::error; // the file is shorter than promised
+        }
+        count -= static_cast<std::size_t>(n);
+    }
+    return IoResult::ok;
+}
+
+IoResult read_some(int fd, char* buf, std::size_t cap, std::size_t& got, double timeout_s,
+                   BlockingScope& scope) {
+    got = 0;
+    for (;;) {
+        const ssize_t n = ::recv(fd, buf, cap, 0);
+        if (n > 0) {
+            got = static_cast<std::size_t>(n);
+            return IoResult::ok;
+        }
+        if (n == 0) {
+            return IoResult::eof;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            const IoResult w = wait_for(fd, POLLIN, timeout_s, scope);
+            if (w != IoResult::ok) {
+                return w;
+            }
+            continue;
+        }
+        return errno == ECONNRESET ? IoResult::eof : IoResult::error;
+    }
+}
+
+bool peer_closed(int fd) {
+    char c;
+    const ssize_t n = ::recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0) {
+        return true;
+    }
+    return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
+} // namespace appserver::net

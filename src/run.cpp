@@ -1,0 +1,120 @@
+// The server's top level, shared by every front door: config -> app -> socket ->
+// master -> workers. Python-specific process hooks live here, at the seam.
+#include <appserver/server.hpp>
+
+#include "cli/options.hpp"
+#include "log/log.hpp"
+#include "net/listener.hpp"
+#include "server/master.hpp"
+#include "server/worker.hpp"
+#include "wsgi/app_loader.hpp"
+#include "wsgi/handler.hpp"
+
+#include <Python.h>
+
+#include <sys/socket.h>
+
+#include <cstdio>
+#include <memory>
+#include <stdexcept>
+
+namespace appserver {
+namespace {
+
+// CPython's rules around fork(), and dropping the GIL while the master sleeps.
+class PythonProcessHooks final : public server::ProcessHooks {
+public:
+    void before_fork() override { PyOS_BeforeFork(); }
+    void after_fork_parent() override { PyOS_AfterFork_Parent(); }
+    void after_fork_child() override { PyOS_AfterFork_Child(); }
+    void enter_wait() override { saved_ = PyEval_SaveThread(); }
+    void leave_wait() override { PyEval_RestoreThread(saved_); }
+
+private:
+    PyThreadState* saved_ = nullptr;
+};
+
+int fail(const std::string& message) {
+    std::fprintf(stderr, "appserver: error: %s\n", message.c_str());
+    std::fflush(stderr);
+    return 1;
+}
+
+// Runs atexit handlers registered by the app (the worker leaves with _exit).
+void run_python_exit_handlers() {
+    PyObject* atexit = PyImport_ImportModule("atexit");
+    if (atexit != nullptr) {
+        PyObject* r = PyObject_CallMethod(atexit, "_run_exitfuncs", nullptr);
+        Py_XDECREF(r);
+        Py_DECREF(atexit);
+    }
+    PyErr_Clear();
+    std::fflush(stdout);
+    std::fflush(stderr);
+}
+
+} // namespace
+
+const char* version() {
+    return APPSERVER_VERSION;
+}
+
+int run(const Config& config) {
+    log::init(config.log_level, "master");
+    if (std::string err = wsgi::prepare_process(config); !err.empty()) {
+        return fail(err);
+    }
+    std::string error;
+    PyObject* app = wsgi::load_app(config, error);
+    if (app == nullptr) {
+        return fail(error);
+    }
+    net::ListenSocket listener;
+    try {
+        listener = net::bind_listener(config);
+    } catch (const std::exception& e) {
+        return fail(e.what());
+    }
+    std::unique_ptr<wsgi::WsgiApplication> wsgi_app;
+    try {
+        wsgi_app = std::make_unique<wsgi::WsgiApplication>(
+            config, app, listener.family == AF_UNIX ? "localhost" : listener.host,
+            listener.family == AF_UNIX ? "" : std::to_string(listener.port));
+    } catch (const std::exception& e) {
+        net::close_listener(listener, true);
+        return fail(e.what());
+    }
+    PythonProcessHooks hooks;
+    return server::run_master(config, listener, hooks, [&](unsigned index) {
+        log::init(config.log_level, "worker." + std::to_string(index));
+        int rc = 1;
+        {
+            server::Worker worker(config, listener, *wsgi_app, index);
+            PyThreadState* main_state = PyEval_SaveThread();
+            rc = worker.run();
+            if (rc != 0) {
+                // Threads may still be inside the app holding the GIL: leave now.
+                return rc;
+            }
+            PyEval_RestoreThread(main_state);
+        }
+        run_python_exit_handlers();
+        return rc;
+    });
+}
+
+int run_command_line(const std::vector<std::string>& args) {
+    cli::ParseOutcome outcome = cli::parse(args);
+    if (outcome.kind == cli::ParseOutcome::Kind::exit) {
+        std::FILE* out = outcome.exit_code == 0 ? stdout : stderr;
+        std::fputs(outcome.output.c_str(), out);
+        if (!outcome.output.empty() && outcome.output.back() != '\n') {
+            std::fputc('\n', out);
+        }
+        std::fflush(out);
+        return outcome.exit_code;
+    }
+    return run(outcome.config);
+}
+
+} // namespace appserver

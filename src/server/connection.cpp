@@ -1,0 +1,211 @@
+// Event-loop side of a client connection (see connection.hpp).
+#include "server/connection.hpp"
+
+#include "server/worker.hpp"
+
+#include <boost/asio/write.hpp>
+#include <spdlog/spdlog.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+namespace appserver::server {
+namespace {
+
+std::chrono::steady_clock::duration seconds(double s) {
+    return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(s));
+}
+
+// How long and how much a closing connection reads and drops before the final close,
+// so a response is not destroyed by a reset caused by unread request bytes.
+constexpr double linger_seconds = 2.0;
+
+} // namespace
+
+Connection::Connection(Worker& worker, socket_type socket, std::string remote_addr,
+                       std::uint16_t remote_port)
+    : Exchange(worker.config(), worker.server_info(), worker.draining_flag(),
+               socket.native_handle(), std::move(remote_addr), remote_port,
+               Worker::read_buffer_size),
+      worker_(worker), socket_(std::move(socket)) {}
+
+void Connection::start() {
+    if (!server_.unix_socket) {
+        const int one = 1;
+        ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    socket_.non_blocking(true);
+    deadline_ = clock::now() + seconds(config_.header_read_timeout);
+    do_read();
+}
+
+void Connection::do_read() {
+    phase_ = Phase::reading;
+    socket_.async_read_some(
+        boost::asio::buffer(rbuf_.get() + rend_, rbuf_size_ - rend_),
+        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+            self->on_read(ec, n);
+        });
+}
+
+void Connection::on_read(const boost::system::error_code& ec, std::size_t n) {
+    if (phase_ != Phase::reading) {
+        return;
+    }
+    if (ec) {
+        // End of stream or reset: between requests that is a normal goodbye; inside a
+        // request there is nobody left to answer.
+        if (ec != boost::asio::error::eof && ec != boost::asio::error::operation_aborted) {
+            spdlog::debug("read from {}: {}", remote_addr_, ec.message());
+        }
+        close();
+        return;
+    }
+    rend_ += n;
+    process_buffer();
+}
+
+void Connection::process_buffer() {
+    const bool was_idle = parser_.idle();
+    rbeg_ += parser_.feed(rbuf_.get() + rbeg_, rend_ - rbeg_);
+    if (rbeg_ == rend_) {
+        rbeg_ = rend_ = 0;
+    }
+    switch (parser_.state()) {
+    case http::RequestParser::State::error:
+        worker_.stats().bad_requests.fetch_add(1, std::memory_order_relaxed);
+        spdlog::info("bad request from {}: {} ({})", remote_addr_, parser_.error_status(),
+                     parser_.error_reason());
+        reply_and_close(parser_.error_status(), parser_.error_reason());
+        return;
+    case http::RequestParser::State::body:
+    case http::RequestParser::State::complete:
+        dispatch();
+        return;
+    case http::RequestParser::State::head:
+        if (was_idle && !parser_.idle()) {
+            deadline_ = clock::now() + seconds(config_.header_read_timeout);
+        }
+        do_read();
+        return;
+    }
+}
+
+void Connection::dispatch() {
+    phase_ = Phase::queued;
+    auto self = shared_from_this();
+    if (!worker_.enqueue(self)) {
+        worker_.stats().requests_rejected.fetch_add(1, std::memory_order_relaxed);
+        spdlog::warn("request queue full ({} waiting): 503 to {}", config_.request_queue_size,
+                     remote_addr_);
+        reply_and_close(503, "Service Unavailable: the server is at capacity",
+                        "Retry-After: 1\r\n");
+        return;
+    }
+    worker_.stats().requests_dispatched.fetch_add(1, std::memory_order_relaxed);
+}
+
+bool Connection::abandoned() const {
+    // A keep-alive client never half-closes while it waits for an answer, so end of
+    // stream here means it gave up. (HTTP/1.0-style clients may half-close after the
+    // request; those are still served.)
+    return head().keep_alive && net::peer_closed(fd_);
+}
+
+void Connection::on_exchange_done() {
+    if (phase_ == Phase::closed) {
+        return;
+    }
+    if (!keep_alive() || worker_.draining()) {
+        if (client_gone()) {
+            close();
+        } else {
+            lingering_close();
+        }
+        return;
+    }
+    reset_exchange();
+    parser_.next_message();
+    deadline_ = clock::now() + seconds(config_.keep_alive_timeout);
+    phase_ = Phase::reading;
+    if (rbeg_ < rend_) {
+        process_buffer(); // a pipelined request is already here
+    } else {
+        do_read();
+    }
+}
+
+void Connection::reply_and_close(int code, std::string_view message, std::string_view extra) {
+    phase_ = Phase::closing;
+    deadline_ = clock::now() + seconds(config_.write_timeout);
+    auto out = std::make_shared<std::string>(http::canned_response(code, message, true, extra));
+    boost::asio::async_write(
+        socket_, boost::asio::buffer(*out),
+        [self = shared_from_this(), out](const boost::system::error_code& ec, std::size_t) {
+            if (ec) {
+                self->close();
+            } else {
+                self->lingering_close();
+            }
+        });
+}
+
+void Connection::lingering_close() {
+    if (phase_ == Phase::closed) {
+        return;
+    }
+    phase_ = Phase::closing;
+    deadline_ = clock::now() + seconds(linger_seconds);
+    boost::system::error_code ignored;
+    socket_.shutdown(socket_type::shutdown_send, ignored);
+    rbeg_ = rend_ = 0;
+    socket_.async_read_some(
+        boost::asio::buffer(rbuf_.get(), rbuf_size_),
+        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+            if (self->phase_ != Phase::closing) {
+                return;
+            }
+            if (ec) {
+                self->close();
+            } else {
+                self->lingering_close(); // keep dropping until EOF or the deadline
+            }
+        });
+}
+
+void Connection::check_deadline(clock::time_point now) {
+    if (now < deadline_) {
+        return;
+    }
+    if (phase_ == Phase::reading) {
+        if (!parser_.idle()) {
+            spdlog::info("request head from {} timed out", remote_addr_);
+            reply_and_close(408, "Request Timeout: the request head did not arrive in time");
+            deadline_ = now + seconds(1.0);
+            return;
+        }
+        close();
+    } else if (phase_ == Phase::closing) {
+        close();
+    }
+}
+
+void Connection::shutdown_if_idle() {
+    if (phase_ == Phase::reading && parser_.idle()) {
+        close();
+    }
+}
+
+void Connection::close() {
+    if (phase_ == Phase::closed) {
+        return;
+    }
+    phase_ = Phase::closed;
+    boost::system::error_code ignored;
+    socket_.close(ignored);
+    worker_.remove(this);
+}
+
+} // namespace appserver::server

@@ -1,0 +1,57 @@
+// One client connection on a worker's event loop: reads and parses request heads, hands
+// each parsed request to the backlog, and takes the connection back when the blocking
+// thread is done with it (keep-alive, pipelining, or close).
+#pragma once
+
+#include "server/exchange.hpp"
+
+#include <boost/asio/generic/stream_protocol.hpp>
+
+#include <chrono>
+#include <memory>
+
+namespace appserver::server {
+
+class Worker;
+
+class Connection : public Exchange, public std::enable_shared_from_this<Connection> {
+public:
+    using socket_type = boost::asio::generic::stream_protocol::socket;
+    using clock = std::chrono::steady_clock;
+
+    enum class Phase { reading, queued, in_app, closing, closed };
+
+    Connection(Worker& worker, socket_type socket, std::string remote_addr,
+               std::uint16_t remote_port);
+
+    // ---- event-loop thread only -------------------------------------------------------
+    void start();
+    // Blocking thread finished the exchange (posted to the loop).
+    void on_exchange_done();
+    // Periodic deadline check; closes the connection when its read deadline passed.
+    void check_deadline(clock::time_point now);
+    // Graceful shutdown: close now if idle between requests; otherwise finish first.
+    void shutdown_if_idle();
+    void close();
+    Phase phase() const { return phase_; }
+
+    // ---- blocking thread, right after taking it from the backlog -------------------------
+    // A request whose client left while it waited in the queue never reaches the app.
+    bool abandoned() const;
+    void mark_in_app() { phase_ = Phase::in_app; }
+
+private:
+    void do_read();
+    void on_read(const boost::system::error_code& ec, std::size_t n);
+    void process_buffer();
+    void dispatch();
+    void reply_and_close(int code, std::string_view message, std::string_view extra = {});
+    void lingering_close();
+
+    Worker& worker_;
+    socket_type socket_;
+    Phase phase_ = Phase::reading;
+    clock::time_point deadline_;
+};
+
+} // namespace appserver::server

@@ -1,0 +1,474 @@
+// Request body access and response framing for one exchange (see exchange.hpp).
+#include "server/exchange.hpp"
+
+#include <spdlog/spdlog.h>
+#include <strings.h>
+
+#include <algorithm>
+#include <charconv>
+
+namespace appserver::server {
+namespace {
+
+// An unread body up to this size is read and dropped after the response so the
+// connection stays reusable; a larger one costs the connection instead.
+constexpr std::uint64_t drain_limit = 256 * 1024;
+
+bool contains_close_token(std::string_view value) {
+    // Connection is a comma-separated token list (RFC 9110 7.6.1).
+    std::size_t pos = 0;
+    while (pos <= value.size()) {
+        std::size_t comma = value.find(',', pos);
+        if (comma == std::string_view::npos) {
+            comma = value.size();
+        }
+        std::string_view token = value.substr(pos, comma - pos);
+        while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) {
+            token.remove_prefix(1);
+        }
+        while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) {
+            token.remove_suffix(1);
+        }
+        if (token.size() == 5 && ::strncasecmp(token.data(), "close", 5) == 0) {
+            return true;
+        }
+        pos = comma + 1;
+    }
+    return false;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
+
+void append_number(std::string& out, std::uint64_t n) {
+    char buf[24];
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, n);
+    (void)ec;
+    out.append(buf, end);
+}
+
+} // namespace
+
+Exchange::Exchange(const Config& config, const ServerInfo& server,
+                   const std::atomic<bool>& draining, int fd, std::string remote_addr,
+                   std::uint16_t remote_port, std::size_t read_buffer_size)
+    : config_(config), server_(server), draining_(draining), fd_(fd), remote_addr_(std::move(remote_addr)),
+      remote_port_(remote_port),
+      parser_(http::ParserLimits{config.max_header_size, config.max_headers,
+                                 config.max_body_size}),
+      rbuf_(new char[read_buffer_size]), rbuf_size_(read_buffer_size) {
+    head_buf_.reserve(1024);
+    iov_.reserve(16);
+}
+
+void Exchange::reset_exchange() {
+    body_pos_ = 0;
+    body_error_.clear();
+    continue_sent_ = false;
+    head_buf_.clear();
+    head_status_end_ = 0;
+    status_code_ = 0;
+    app_close_ = false;
+    app_has_date_ = false;
+    app_has_length_ = false;
+    app_length_ = 0;
+    framing_ = http::Framing::none;
+    head_sent_ = false;
+    finished_ = false;
+    aborted_ = false;
+    client_gone_ = false;
+    keep_alive_ = true;
+    body_sent_ = 0;
+}
+
+// ---- request body ---------------------------------------------------------------------
+
+std::string_view Exchange::staged_body() const {
+    const std::string& b = const_cast<http::RequestParser&>(parser_).body();
+    return std::string_view(b).substr(body_pos_);
+}
+
+void Exchange::consume_body(std::size_t n) {
+    body_pos_ += n;
+}
+
+bool Exchange::body_done() const {
+    return parser_.state() == http::RequestParser::State::complete && staged_body().empty();
+}
+
+bool Exchange::fill_body(net::BlockingScope& scope) {
+    std::string& staged = parser_.body();
+    if (body_pos_ < staged.size()) {
+        return true;
+    }
+    staged.clear();
+    body_pos_ = 0;
+    for (;;) {
+        if (!body_error_.empty()) {
+            return false;
+        }
+        if (parser_.state() == http::RequestParser::State::complete) {
+            return false;
+        }
+        if (parser_.state() == http::RequestParser::State::error) {
+            body_error_ = parser_.error_reason();
+            keep_alive_ = false;
+            return false;
+        }
+        if (rbeg_ == rend_) {
+            if (head().expect_continue && !continue_sent_ && !head_sent_) {
+                continue_sent_ = true;
+                iovec iov{const_cast<char*>(http::continue_100.data()),
+                          http::continue_100.size()};
+                if (net::write_all(fd_, &iov, 1, config_.write_timeout, scope) !=
+                    net::IoResult::ok) {
+                    client_gone_ = true;
+                    keep_alive_ = false;
+                    body_error_ = "client went away before sending the body";
+                    return false;
+                }
+            }
+            rbeg_ = rend_ = 0;
+            std::size_t got = 0;
+            const net::IoResult r =
+                net::read_some(fd_, rbuf_.get(), rbuf_size_, got, config_.read_timeout, scope);
+            if (r != net::IoResult::ok) {
+                keep_alive_ = false;
+                if (r == net::IoResult::eof) {
+                    client_gone_ = true;
+                    body_error_ = "client closed the connection before the end of the body";
+                } else if (r == net::IoResult::timeout) {
+                    body_error_ = "timed out reading the request body";
+                } else {
+                    body_error_ = "error reading the request body";
+                }
+                return false;
+            }
+            rend_ = got;
+        }
+        rbeg_ += parser_.feed(rbuf_.get() + rbeg_, rend_ - rbeg_);
+        if (rbeg_ == rend_) {
+            rbeg_ = rend_ = 0;
+        }
+        if (!staged.empty()) {
+            return true;
+        }
+    }
+}
+
+// ---- response -------------------------------------------------------------------------
+
+void Exchange::begin_response(int code, std::string_view status) {
+    head_buf_.clear();
+    head_buf_.append("HTTP/1.1 ").append(status).append("\r\n");
+    head_status_end_ = head_buf_.size();
+    status_code_ = code;
+    app_close_ = false;
+    app_has_date_ = false;
+    app_has_length_ = false;
+    app_length_ = 0;
+}
+
+bool Exchange::add_header(std::string_view name, std::string_view value) {
+    if (!http::valid_header_name(name) || !http::valid_header_value(value)) {
+        return false;
+    }
+    switch (http::classify_hop_by_hop(name)) {
+    case http::HopByHop::connection:
+        if (contains_close_token(value)) {
+            app_close_ = true;
+        }
+        return true;
+    case http::HopByHop::drop:
+        spdlog::debug("dropping hop-by-hop response header {}", name);
+        return true;
+    case http::HopByHop::no:
+        break;
+    }
+    if (name.size() == 14 && iequals(name, "content-length")) {
+        std::uint64_t n = 0;
+        auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+        if (value.empty() || ec != std::errc() || end != value.data() + value.size()) {
+            return false;
+        }
+        if (app_has_length_ && n != app_length_) {
+            return false; // two different lengths: no valid framing exists
+        }
+        app_has_length_ = true;
+        app_length_ = n;
+        return true; // written by prepare_head, which owns framing
+    }
+    if (name.size() == 4 && iequals(name, "date")) {
+        app_has_date_ = true;
+    }
+    head_buf_.append(name).append(": ").append(value).append("\r\n");
+    return true;
+}
+
+void Exchange::prepare_head(std::uint64_t known_length, bool length_known) {
+    const auto& req = head();
+    const bool http11 = req.version_minor >= 1;
+    const bool head_request = req.method == HTTP_HEAD;
+    bool ka = req.keep_alive && !app_close_ && !draining_.load(std::memory_order_relaxed) && keep_alive_;
+
+    // Can the connection carry another request after this one? Only if the request
+    // body ends where we can find it.
+    if (parser_.state() == http::RequestParser::State::error) {
+        ka = false;
+    } else if (parser_.state() != http::RequestParser::State::complete) {
+        const bool small = req.has_content_length &&
+                           req.content_length - parser_.body_received() <= drain_limit;
+        if (!small || (req.expect_continue && !continue_sent_)) {
+            ka = false;
+        }
+    }
+
+    if (status_code_ < 200) {
+        framing_ = http::Framing::none;
+        ka = false; // a 1xx cannot end an exchange; do not pretend it did
+    } else if (http::status_forbids_body(status_code_)) {
+        framing_ = http::Framing::none;
+        if (status_code_ == 304 && app_has_length_) {
+            head_buf_.append("Content-Length: ");
+            append_number(head_buf_, app_length_);
+            head_buf_.append("\r\n");
+        }
+    } else if (head_request) {
+        framing_ = http::Framing::none;
+        if (app_has_length_ || length_known) {
+            head_buf_.append("Content-Length: ");
+            append_number(head_buf_, app_has_length_ ? app_length_ : known_length);
+            head_buf_.append("\r\n");
+        }
+    } else if (app_has_length_ || length_known) {
+        framing_ = http::Framing::content_length;
+        if (!app_has_length_) {
+            app_has_length_ = true;
+            app_length_ = known_length;
+        }
+        head_buf_.append("Content-Length: ");
+        append_number(head_buf_, app_length_);
+        head_buf_.append("\r\n");
+    } else if (http11) {
+        framing_ = http::Framing::chunked;
+        head_buf_.append("Transfer-Encoding: chunked\r\n");
+    } else {
+        framing_ = http::Framing::close_delimited;
+        ka = false;
+    }
+    if (!app_has_date_) {
+        head_buf_.append(http::date_line());
+    }
+    if (!ka) {
+        head_buf_.append("Connection: close\r\n");
+    } else if (!http11) {
+        head_buf_.append("Connection: keep-alive\r\n");
+    }
+    head_buf_.append("\r\n");
+    keep_alive_ = ka;
+}
+
+bool Exchange::write_iov(net::BlockingScope& scope) {
+    const net::IoResult r = net::write_all(fd_, iov_.data(), static_cast<int>(iov_.size()),
+                                           config_.write_timeout, scope);
+    if (r != net::IoResult::ok) {
+        client_gone_ = true;
+        keep_alive_ = false;
+        spdlog::debug("response write to {} failed: {}", remote_addr_, net::describe(r));
+        return false;
+    }
+    return true;
+}
+
+bool Exchange::send(std::span<const std::string_view> parts, bool last,
+                    net::BlockingScope& scope) {
+    if (client_gone_ || aborted_ || finished_) {
+        return false;
+    }
+    std::uint64_t total = 0;
+    for (const auto& p : parts) {
+        total += p.size();
+    }
+    iov_.clear();
+    if (!head_sent_) {
+        prepare_head(total, last);
+        iov_.push_back({head_buf_.data(), head_buf_.size()});
+        head_sent_ = true;
+    }
+    std::uint64_t budget = total;
+    if (framing_ == http::Framing::content_length) {
+        const std::uint64_t room = app_length_ - body_sent_;
+        if (total > room) {
+            spdlog::error("application sent more than its Content-Length ({} bytes); "
+                          "response truncated",
+                          app_length_);
+            budget = room;
+            keep_alive_ = false;
+        }
+    }
+    const bool body = framing_ != http::Framing::none && budget > 0;
+    if (body && framing_ == http::Framing::chunked) {
+        std::string size_line;
+        http::append_chunk_size(size_line, budget);
+        std::copy(size_line.begin(), size_line.end(), chunk_buf_);
+        iov_.push_back({chunk_buf_, size_line.size()});
+    }
+    if (body) {
+        std::uint64_t left = budget;
+        for (const auto& p : parts) {
+            if (left == 0) {
+                break;
+            }
+            const std::size_t n = p.size() < left ? p.size() : static_cast<std::size_t>(left);
+            if (n > 0) {
+                iov_.push_back({const_cast<char*>(p.data()), n});
+            }
+            left -= n;
+        }
+        if (framing_ == http::Framing::chunked) {
+            iov_.push_back({const_cast<char*>("\r\n"), 2});
+        }
+    }
+    if (last && framing_ == http::Framing::chunked) {
+        iov_.push_back({const_cast<char*>(http::last_chunk.data()), http::last_chunk.size()});
+    }
+    if (iov_.empty()) {
+        return true;
+    }
+    if (!write_iov(scope)) {
+        return false;
+    }
+    if (body) {
+        body_sent_ += budget;
+    }
+    if (last) {
+        finished_ = true;
+        if (framing_ == http::Framing::content_length && body_sent_ < app_length_) {
+            spdlog::error("application sent {} of the {} bytes its Content-Length promised",
+                          body_sent_, app_length_);
+            keep_alive_ = false;
+        }
+    }
+    return true;
+}
+
+bool Exchange::send_file(int file_fd, std::int64_t offset, std::uint64_t count, bool last,
+                         net::BlockingScope& scope) {
+    if (client_gone_ || aborted_ || finished_) {
+        return false;
+    }
+    iov_.clear();
+    if (!head_sent_) {
+        prepare_head(count, last);
+        iov_.push_back({head_buf_.data(), head_buf_.size()});
+        head_sent_ = true;
+    }
+    if (framing_ == http::Framing::content_length) {
+        const std::uint64_t room = app_length_ - body_sent_;
+        if (count > room) {
+            count = room;
+            keep_alive_ = false;
+        }
+    }
+    const bool body = framing_ != http::Framing::none && count > 0;
+    std::string size_line;
+    if (body && framing_ == http::Framing::chunked) {
+        http::append_chunk_size(size_line, count);
+        iov_.push_back({size_line.data(), size_line.size()});
+    }
+    if (!iov_.empty() && !write_iov(scope)) {
+        return false;
+    }
+    if (body) {
+        const net::IoResult r =
+            net::send_file(fd_, file_fd, offset, count, config_.write_timeout, scope);
+        if (r != net::IoResult::ok) {
+            client_gone_ = r == net::IoResult::eof;
+            keep_alive_ = false;
+            aborted_ = true;
+            return false;
+        }
+        body_sent_ += count;
+        if (framing_ == http::Framing::chunked) {
+            iov_.clear();
+            iov_.push_back({const_cast<char*>("\r\n"), 2});
+            if (!write_iov(scope)) {
+                return false;
+            }
+        }
+    }
+    if (last) {
+        return finish(scope);
+    }
+    return true;
+}
+
+bool Exchange::finish(net::BlockingScope& scope) {
+    if (finished_) {
+        return true;
+    }
+    if (client_gone_ || aborted_) {
+        return false;
+    }
+    if (!head_sent_) {
+        return send({}, true, scope);
+    }
+    finished_ = true;
+    if (framing_ == http::Framing::chunked) {
+        iov_.clear();
+        iov_.push_back({const_cast<char*>(http::last_chunk.data()), http::last_chunk.size()});
+        return write_iov(scope);
+    }
+    if (framing_ == http::Framing::content_length && body_sent_ < app_length_) {
+        spdlog::error("application sent {} of the {} bytes its Content-Length promised",
+                      body_sent_, app_length_);
+        keep_alive_ = false;
+    }
+    return true;
+}
+
+bool Exchange::send_error(int code, std::string_view message, net::BlockingScope& scope) {
+    if (head_sent_ || client_gone_) {
+        return false;
+    }
+    keep_alive_ = false;
+    std::string response = http::canned_response(code, message, true);
+    head_sent_ = true;
+    finished_ = true;
+    status_code_ = code;
+    iov_.clear();
+    iov_.push_back({response.data(), response.size()});
+    return write_iov(scope);
+}
+
+void Exchange::complete(net::BlockingScope& scope) {
+    if (!head_sent_ && !client_gone_) {
+        send_error(500, "Internal Server Error", scope);
+    }
+    if (!finished_ && !aborted_ && !client_gone_) {
+        finish(scope);
+    }
+    if (!finished_ || aborted_) {
+        keep_alive_ = false;
+    }
+    if (!keep_alive_) {
+        return;
+    }
+    // Read and drop what the app left of the body, so the next request's bytes are next.
+    std::uint64_t dropped = 0;
+    while (fill_body(scope)) {
+        const std::size_t n = staged_body().size();
+        consume_body(n);
+        dropped += n;
+        if (dropped > drain_limit) {
+            keep_alive_ = false;
+            return;
+        }
+    }
+    if (!body_error_.empty()) {
+        keep_alive_ = false;
+    }
+}
+
+} // namespace appserver::server

@@ -1,0 +1,132 @@
+// One request/response exchange on a connection, as the application side sees it.
+// While a request is in flight the blocking thread that runs the app owns the exchange
+// (socket reads of the body, response writes); the event loop does not touch the
+// connection until the exchange is handed back. One owner at a time, no locks.
+#pragma once
+
+#include "http/parser.hpp"
+#include "http/response.hpp"
+#include "net/socket_io.hpp"
+
+#include <appserver/config.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <sys/uio.h>
+
+namespace appserver::server {
+
+// Static facts about where this worker listens, for the application (environ).
+struct ServerInfo {
+    std::string name = "127.0.0.1"; // SERVER_NAME when the request has no Host
+    std::string port = "8000";      // SERVER_PORT
+    bool unix_socket = false;
+};
+
+class Exchange {
+public:
+    Exchange(const Config& config, const ServerInfo& server, const std::atomic<bool>& draining,
+             int fd, std::string remote_addr, std::uint16_t remote_port,
+             std::size_t read_buffer_size);
+    Exchange(const Exchange&) = delete;
+    Exchange& operator=(const Exchange&) = delete;
+
+    // ---- the request ----------------------------------------------------------------
+    const http::RequestHead& head() const { return parser_.head(); }
+    const std::string& remote_addr() const { return remote_addr_; }
+    std::uint16_t remote_port() const { return remote_port_; }
+    const ServerInfo& server() const { return server_; }
+    const Config& config() const { return config_; }
+
+    // Body access, blocking: fill_body() makes at least one byte available in
+    // staged_body() unless the body has ended (returns false, body_error() empty) or the
+    // read failed (returns false, body_error() says why). Sends "100 Continue" first when
+    // the client asked for it: the app reading the body is the signal to go on.
+    bool fill_body(net::BlockingScope& scope);
+    std::string_view staged_body() const;
+    void consume_body(std::size_t n);
+    bool body_done() const;
+    const std::string& body_error() const { return body_error_; }
+
+    // ---- the response ---------------------------------------------------------------
+    // Starts (or, before anything is sent, restarts) the response head.
+    void begin_response(int code, std::string_view status);
+    // Adds an application header; false (and nothing added) when the name or value is
+    // not valid HTTP. Hop-by-hop fields are the server's: Connection: close is honoured,
+    // the others are dropped.
+    bool add_header(std::string_view name, std::string_view value);
+    // Sends the head if not yet sent, then these body parts in one gather write.
+    // last = the body ends with these parts (lets a list response get a Content-Length).
+    bool send(std::span<const std::string_view> parts, bool last, net::BlockingScope& scope);
+    // Sends count bytes of a regular file from offset with sendfile(2).
+    bool send_file(int file_fd, std::int64_t offset, std::uint64_t count, bool last,
+                   net::BlockingScope& scope);
+    // Ends the body (terminating chunk, length check).
+    bool finish(net::BlockingScope& scope);
+    // A complete response made by the server (500 after an app error, for instance);
+    // only possible while nothing was sent.
+    bool send_error(int code, std::string_view message, net::BlockingScope& scope);
+    // The response cannot be completed (app error mid-body): close after what was sent.
+    void abort() { keep_alive_ = false; aborted_ = true; }
+
+    bool response_started() const { return head_sent_; }
+    bool response_finished() const { return finished_; }
+    bool client_gone() const { return client_gone_; }
+    int status_code() const { return status_code_; }
+    std::uint64_t body_bytes_sent() const { return body_sent_; }
+
+    // After the app is done, on the same thread: drain an unread small body so the
+    // connection can be reused; decides keep_alive().
+    void complete(net::BlockingScope& scope);
+    bool keep_alive() const { return keep_alive_; }
+
+protected:
+    // Prepares the per-request state for the next message on this connection.
+    void reset_exchange();
+    const Config& config_;
+    const ServerInfo& server_;
+    const std::atomic<bool>& draining_; // the worker is shutting down: no more keep-alive
+    int fd_;
+    std::string remote_addr_;
+    std::uint16_t remote_port_;
+
+    http::RequestParser parser_;
+    std::unique_ptr<char[]> rbuf_;
+    std::size_t rbuf_size_;
+    std::size_t rbeg_ = 0; // unparsed bytes are rbuf_[rbeg_, rend_)
+    std::size_t rend_ = 0;
+
+private:
+    bool write_iov(net::BlockingScope& scope);
+    void prepare_head(std::uint64_t known_length, bool length_known);
+    bool check_length(std::uint64_t adding);
+
+    std::size_t body_pos_ = 0;
+    std::string body_error_;
+    bool continue_sent_ = false;
+
+    std::string head_buf_;            // status line + headers being built
+    std::size_t head_status_end_ = 0; // where the status line ends (restart point)
+    std::vector<iovec> iov_;
+    char chunk_buf_[24];
+    int status_code_ = 0;
+    bool app_close_ = false;
+    bool app_has_date_ = false;
+    bool app_has_length_ = false;
+    std::uint64_t app_length_ = 0;
+    http::Framing framing_ = http::Framing::none;
+    bool head_sent_ = false;
+    bool finished_ = false;
+    bool aborted_ = false;
+    bool client_gone_ = false;
+    bool keep_alive_ = true;
+    std::uint64_t body_sent_ = 0;
+};
+
+} // namespace appserver::server

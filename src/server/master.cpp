@@ -1,0 +1,189 @@
+// Master process supervision (see master.hpp).
+#include "server/master.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <vector>
+
+namespace appserver::server {
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+struct Slot {
+    pid_t pid = 0;
+    clock::time_point started;
+    clock::time_point respawn_at;
+    unsigned quick_failures = 0;
+};
+
+sigset_t master_signals() {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int s : {SIGCHLD, SIGINT, SIGTERM, SIGQUIT, SIGHUP}) {
+        sigaddset(&set, s);
+    }
+    return set;
+}
+
+std::string describe_status(int status) {
+    if (WIFEXITED(status)) {
+        return "exited with code " + std::to_string(WEXITSTATUS(status));
+    }
+    if (WIFSIGNALED(status)) {
+        return std::string("killed by signal ") + ::strsignal(WTERMSIG(status));
+    }
+    return "stopped";
+}
+
+} // namespace
+
+int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& hooks,
+               const std::function<int(unsigned)>& run_worker) {
+    const sigset_t signals = master_signals();
+    sigset_t previous;
+    ::pthread_sigmask(SIG_BLOCK, &signals, &previous);
+    ::signal(SIGPIPE, SIG_IGN);
+    const pid_t master_pid = ::getpid();
+
+    std::vector<Slot> slots(config.workers);
+    auto spawn = [&](unsigned index) {
+        hooks.before_fork();
+        const pid_t pid = ::fork();
+        if (pid == 0) {
+            hooks.after_fork_child();
+            // A worker must not outlive its master (kill -9 of the master).
+            ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+            if (::getppid() != master_pid) {
+                ::_exit(1);
+            }
+            int rc = run_worker(index);
+            spdlog::default_logger()->flush();
+            ::_exit(rc);
+        }
+        hooks.after_fork_parent();
+        if (pid < 0) {
+            spdlog::error("fork failed: {}", std::strerror(errno));
+            slots[index].respawn_at = clock::now() + std::chrono::seconds(1);
+            return;
+        }
+        slots[index].pid = pid;
+        slots[index].started = clock::now();
+        spdlog::info("worker {} started (pid {})", index, pid);
+    };
+
+    spdlog::info("appserver master (pid {}) listening on {} with {} worker(s)", master_pid,
+                 listener.url(), config.workers);
+    for (unsigned i = 0; i < config.workers; ++i) {
+        spawn(i);
+    }
+
+    bool stopping = false;
+    bool killed = false;
+    clock::time_point stop_deadline;
+    for (;;) {
+        // Sleep until a signal, the next respawn, or a periodic check.
+        auto wait = std::chrono::milliseconds(1000);
+        const auto now = clock::now();
+        for (const auto& s : slots) {
+            if (s.pid == 0 && !stopping) {
+                const auto until = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    s.respawn_at - now);
+                wait = std::clamp(until, std::chrono::milliseconds(0), wait);
+            }
+        }
+        timespec ts{static_cast<time_t>(wait.count() / 1000),
+                    static_cast<long>((wait.count() % 1000) * 1000000)};
+        siginfo_t info{};
+        hooks.enter_wait();
+        const int sig = ::sigtimedwait(&signals, &info, &ts);
+        hooks.leave_wait();
+
+        if (sig == SIGINT || sig == SIGTERM || sig == SIGQUIT) {
+            if (!stopping) {
+                stopping = true;
+                stop_deadline = clock::now() + std::chrono::duration_cast<clock::duration>(
+                                                   std::chrono::duration<double>(
+                                                       config.graceful_timeout + 5.0));
+                spdlog::info("{} received: stopping workers gracefully (up to {}s)",
+                             ::strsignal(sig), config.graceful_timeout);
+                // Stop accepting at once: new connections go nowhere rather than queue.
+                net::close_listener(listener, false);
+            } else {
+                spdlog::info("{} received again: asking workers to stop now", ::strsignal(sig));
+            }
+            for (const auto& s : slots) {
+                if (s.pid > 0) {
+                    ::kill(s.pid, SIGTERM);
+                }
+            }
+        } else if (sig == SIGHUP) {
+            spdlog::warn("SIGHUP: reload is not supported yet; ignored");
+        }
+
+        // Reap whatever died, whatever woke us.
+        int status = 0;
+        pid_t pid;
+        while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+            for (unsigned i = 0; i < slots.size(); ++i) {
+                Slot& s = slots[i];
+                if (s.pid != pid) {
+                    continue;
+                }
+                s.pid = 0;
+                if (stopping) {
+                    spdlog::info("worker {} (pid {}) {}", i, pid, describe_status(status));
+                    break;
+                }
+                spdlog::error("worker {} (pid {}) {}; respawning", i, pid,
+                              describe_status(status));
+                const bool quick = clock::now() - s.started < std::chrono::seconds(2);
+                s.quick_failures = quick ? s.quick_failures + 1 : 0;
+                // A worker that keeps dying at once is not helped by a tight fork loop.
+                const auto delay = std::chrono::milliseconds(
+                    s.quick_failures == 0 ? 0
+                                          : std::min(10000, 100 << std::min(7u, s.quick_failures)));
+                s.respawn_at = clock::now() + delay;
+            }
+        }
+
+        if (stopping) {
+            const bool all_gone =
+                std::all_of(slots.begin(), slots.end(), [](const Slot& s) { return s.pid == 0; });
+            if (all_gone) {
+                break;
+            }
+            if (clock::now() >= stop_deadline) {
+                for (const auto& s : slots) {
+                    if (s.pid > 0) {
+                        spdlog::error("worker pid {} did not stop in time; killing it", s.pid);
+                        ::kill(s.pid, SIGKILL);
+                        killed = true;
+                    }
+                }
+                stop_deadline = clock::now() + std::chrono::seconds(5);
+            }
+            continue;
+        }
+        for (unsigned i = 0; i < slots.size(); ++i) {
+            if (slots[i].pid == 0 && clock::now() >= slots[i].respawn_at) {
+                spawn(i);
+            }
+        }
+    }
+    net::close_listener(listener, true);
+    ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    spdlog::info("appserver master stopped");
+    return killed ? 1 : 0;
+}
+
+} // namespace appserver::server

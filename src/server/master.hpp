@@ -1,0 +1,31 @@
+// The master process: forks the workers, respawns one that dies, and on SIGINT/SIGTERM
+// stops them gracefully. The listening socket is bound before and inherited by workers.
+#pragma once
+
+#include "net/listener.hpp"
+
+#include <appserver/config.hpp>
+
+#include <functional>
+
+namespace appserver::server {
+
+// What the embedding runtime must do around fork and around the master's waits
+// (for CPython: PyOS_*Fork* and releasing the GIL while asleep).
+class ProcessHooks {
+public:
+    virtual ~ProcessHooks() = default;
+    virtual void before_fork() {}
+    virtual void after_fork_parent() {}
+    virtual void after_fork_child() {}
+    virtual void enter_wait() {}
+    virtual void leave_wait() {}
+};
+
+// Runs until the workers are stopped; returns the master's exit code. run_worker runs in
+// each forked child (with SIGINT/SIGTERM/SIGQUIT/SIGCHLD/SIGHUP still blocked; the worker
+// unblocks them once its handlers are in place) and its result is the child's exit code.
+int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& hooks,
+               const std::function<int(unsigned index)>& run_worker);
+
+} // namespace appserver::server

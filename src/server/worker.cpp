@@ -1,0 +1,230 @@
+// Worker process main loop (see worker.hpp).
+#include "server/worker.hpp"
+
+#include "server/connection.hpp"
+
+#include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <csignal>
+
+namespace appserver::server {
+namespace {
+
+namespace asio = boost::asio;
+
+void describe_peer(const asio::generic::stream_protocol::endpoint& ep, std::string& addr,
+                   std::uint16_t& port) {
+    const sockaddr* sa = ep.data();
+    char buf[INET6_ADDRSTRLEN] = {};
+    if (sa->sa_family == AF_INET) {
+        const auto* in = reinterpret_cast<const sockaddr_in*>(sa);
+        ::inet_ntop(AF_INET, &in->sin_addr, buf, sizeof buf);
+        port = ntohs(in->sin_port);
+        addr = buf;
+    } else if (sa->sa_family == AF_INET6) {
+        const auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
+        ::inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof buf);
+        port = ntohs(in6->sin6_port);
+        addr = buf;
+    } else {
+        addr.clear(); // unix socket peers have no address
+        port = 0;
+    }
+}
+
+} // namespace
+
+Worker::Worker(const Config& config, const net::ListenSocket& listener, Application& app,
+               unsigned index)
+    : config_(config), app_(app), index_(index), family_(listener.family), io_(1),
+      acceptor_(io_), signals_(io_), sweep_timer_(io_), grace_timer_(io_),
+      accept_retry_timer_(io_), backlog_(config.request_queue_size) {
+    if (listener.family == AF_UNIX) {
+        server_info_.name = "localhost";
+        server_info_.port = "";
+        server_info_.unix_socket = true;
+    } else {
+        server_info_.name = listener.host;
+        server_info_.port = std::to_string(listener.port);
+    }
+    const int protocol = listener.family == AF_UNIX ? 0 : IPPROTO_TCP;
+    acceptor_.assign(asio::generic::stream_protocol(listener.family, protocol), listener.fd);
+}
+
+Worker::~Worker() {
+    for (auto& t : threads_) {
+        if (t.joinable()) {
+            t.detach();
+        }
+    }
+}
+
+int Worker::run() {
+    signals_.add(SIGTERM);
+    signals_.add(SIGINT);
+    signals_.add(SIGQUIT);
+    signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
+        if (!ec) {
+            begin_shutdown(sig);
+        }
+    });
+    threads_.reserve(config_.blocking_threads);
+    for (unsigned i = 0; i < config_.blocking_threads; ++i) {
+        threads_.emplace_back([this] { blocking_thread_main(); });
+    }
+    // Signals stayed blocked since the fork so none could arrive before these handlers;
+    // the blocking threads above inherited the blocked mask and keep it.
+    sigset_t mask;
+    sigemptyset(&mask);
+    for (int s : {SIGTERM, SIGINT, SIGQUIT}) {
+        sigaddset(&mask, s);
+    }
+    ::pthread_sigmask(SIG_UNBLOCK, &mask, nullptr);
+    do_accept();
+    do_sweep();
+    spdlog::info("worker {} ready ({} blocking threads, request queue {})", index_,
+                 config_.blocking_threads, config_.request_queue_size);
+    io_.run();
+
+    backlog_.close();
+    if (forced_) {
+        spdlog::warn("worker {}: graceful timeout ({}s) expired with requests in flight; "
+                     "exiting anyway",
+                     index_, config_.graceful_timeout);
+        return 1;
+    }
+    for (auto& t : threads_) {
+        t.join();
+    }
+    threads_.clear();
+    spdlog::info("worker {} stopped", index_);
+    return 0;
+}
+
+void Worker::do_accept() {
+    acceptor_.async_accept([this](const boost::system::error_code& ec,
+                                  asio::generic::stream_protocol::socket socket) {
+        if (ec) {
+            if (ec == asio::error::operation_aborted || draining()) {
+                return;
+            }
+            // Out of descriptors or memory: back off briefly instead of spinning.
+            spdlog::error("accept: {}", ec.message());
+            accept_retry_timer_.expires_after(std::chrono::milliseconds(100));
+            accept_retry_timer_.async_wait([this](const boost::system::error_code& e) {
+                if (!e && !draining()) {
+                    do_accept();
+                }
+            });
+            return;
+        }
+        stats_.connections_accepted.fetch_add(1, std::memory_order_relaxed);
+        std::string addr;
+        std::uint16_t port = 0;
+        boost::system::error_code ignored;
+        describe_peer(socket.remote_endpoint(ignored), addr, port);
+        auto conn = std::make_shared<Connection>(*this, std::move(socket), std::move(addr), port);
+        connections_.emplace(conn.get(), conn);
+        conn->start();
+        do_accept();
+    });
+}
+
+void Worker::do_sweep() {
+    sweep_timer_.expires_after(std::chrono::seconds(1));
+    sweep_timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (ec) {
+            return;
+        }
+        const auto now = Connection::clock::now();
+        std::vector<std::shared_ptr<Connection>> all;
+        all.reserve(connections_.size());
+        for (auto& [ptr, conn] : connections_) {
+            all.push_back(conn);
+        }
+        for (auto& conn : all) {
+            conn->check_deadline(now);
+        }
+        do_sweep();
+    });
+}
+
+bool Worker::enqueue(std::shared_ptr<Connection>& connection) {
+    return backlog_.try_push(connection);
+}
+
+void Worker::remove(Connection* connection) {
+    connections_.erase(connection);
+    maybe_finish_shutdown();
+}
+
+void Worker::begin_shutdown(int signal_number) {
+    if (draining()) {
+        return;
+    }
+    draining_.store(true);
+    spdlog::info("worker {}: signal {} received, finishing {} connection(s)", index_,
+                 signal_number, connections_.size());
+    boost::system::error_code ignored;
+    acceptor_.close(ignored);
+    accept_retry_timer_.cancel();
+    std::vector<std::shared_ptr<Connection>> all;
+    for (auto& [ptr, conn] : connections_) {
+        all.push_back(conn);
+    }
+    for (auto& conn : all) {
+        conn->shutdown_if_idle();
+    }
+    grace_timer_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(config_.graceful_timeout)));
+    grace_timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (!ec) {
+            forced_ = true;
+            io_.stop();
+        }
+    });
+    // A second signal while draining means "now".
+    signals_.async_wait([this](const boost::system::error_code& ec, int) {
+        if (!ec) {
+            forced_ = true;
+            io_.stop();
+        }
+    });
+    maybe_finish_shutdown();
+}
+
+void Worker::maybe_finish_shutdown() {
+    if (!draining() || !connections_.empty()) {
+        return;
+    }
+    sweep_timer_.cancel();
+    grace_timer_.cancel();
+    boost::system::error_code ignored;
+    signals_.cancel(ignored);
+    io_.stop();
+}
+
+void Worker::blocking_thread_main() {
+    app_.thread_started();
+    net::NoLock no_lock;
+    std::shared_ptr<Connection> conn;
+    while (backlog_.pop(conn)) {
+        if (conn->abandoned()) {
+            stats_.requests_abandoned.fetch_add(1, std::memory_order_relaxed);
+            conn->abort();
+        } else {
+            app_.handle(*conn);
+            conn->complete(no_lock);
+        }
+        asio::post(io_, [c = std::move(conn)] { c->on_exchange_done(); });
+        conn.reset();
+    }
+    app_.thread_stopping();
+}
+
+} // namespace appserver::server

@@ -1,0 +1,87 @@
+// A worker process: one Asio event loop thread that accepts and parses, a bounded
+// backlog, and the blocking threads that run the application. Shutdown is two-phase:
+// stop accepting and close idle connections, let in-flight exchanges finish within the
+// grace period, then stop.
+#pragma once
+
+#include "net/listener.hpp"
+#include "server/application.hpp"
+#include "server/backlog.hpp"
+#include "server/exchange.hpp"
+
+#include <appserver/config.hpp>
+
+#include <boost/asio/generic/stream_protocol.hpp>
+#include <boost/asio/basic_socket_acceptor.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+#include <memory>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace appserver::server {
+
+class Connection;
+
+// Counters a worker keeps; the seam for the metrics endpoint.
+struct WorkerStats {
+    std::atomic<std::uint64_t> connections_accepted{0};
+    std::atomic<std::uint64_t> requests_dispatched{0};
+    std::atomic<std::uint64_t> requests_rejected{0};  // 503, backlog full
+    std::atomic<std::uint64_t> requests_abandoned{0}; // client left while queued
+    std::atomic<std::uint64_t> bad_requests{0};       // 4xx from the parser
+};
+
+class Worker {
+public:
+    static constexpr std::size_t read_buffer_size = 16 * 1024;
+
+    Worker(const Config& config, const net::ListenSocket& listener, Application& app,
+           unsigned index);
+    ~Worker();
+
+    // Runs until shut down by SIGTERM/SIGINT/SIGQUIT. Returns the process exit code.
+    // The calling thread becomes the event loop thread.
+    int run();
+
+    // ---- for connections, on the event-loop thread ------------------------------------
+    boost::asio::io_context& io() { return io_; }
+    const Config& config() const { return config_; }
+    const ServerInfo& server_info() const { return server_info_; }
+    const std::atomic<bool>& draining_flag() const { return draining_; }
+    bool draining() const { return draining_.load(std::memory_order_relaxed); }
+    bool enqueue(std::shared_ptr<Connection>& connection);
+    void remove(Connection* connection);
+    WorkerStats& stats() { return stats_; }
+
+private:
+    void do_accept();
+    void do_sweep();
+    void begin_shutdown(int signal_number);
+    void maybe_finish_shutdown();
+    void blocking_thread_main();
+
+    const Config& config_;
+    Application& app_;
+    unsigned index_;
+    ServerInfo server_info_;
+    int family_;
+    boost::asio::io_context io_;
+    boost::asio::basic_socket_acceptor<boost::asio::generic::stream_protocol> acceptor_;
+    boost::asio::signal_set signals_;
+    boost::asio::steady_timer sweep_timer_;
+    boost::asio::steady_timer grace_timer_;
+    boost::asio::steady_timer accept_retry_timer_;
+    Backlog<std::shared_ptr<Connection>> backlog_;
+    std::unordered_map<Connection*, std::shared_ptr<Connection>> connections_;
+    std::vector<std::thread> threads_;
+    std::atomic<bool> draining_{false};
+    bool forced_ = false;
+    WorkerStats stats_;
+};
+
+} // namespace appserver::server

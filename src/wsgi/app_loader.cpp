@@ -1,0 +1,98 @@
+// Loading the WSGI callable (see app_loader.hpp). Setup code, run once: pybind11 keeps
+// it short.
+#include "wsgi/app_loader.hpp"
+
+#include <pybind11/pybind11.h>
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
+namespace py = pybind11;
+
+namespace appserver::wsgi {
+
+std::string prepare_process(const Config& config) {
+    for (const auto& [key, value] : config.env) {
+        if (::setenv(key.c_str(), value.c_str(), 1) != 0) {
+            return "--env: cannot set " + key + ": " + std::strerror(errno);
+        }
+        // os.environ was copied at interpreter start; keep it in step.
+        try {
+            py::module_::import("os").attr("environ")[py::str(key)] = py::str(value);
+        } catch (py::error_already_set& e) {
+            return "--env: cannot set " + key + ": " + e.what();
+        }
+    }
+    std::string dir = config.working_dir;
+    if (!dir.empty() && ::chdir(dir.c_str()) != 0) {
+        return "--working-dir: cannot change to " + dir + ": " + std::strerror(errno);
+    }
+    char cwd[4096];
+    if (::getcwd(cwd, sizeof cwd) == nullptr) {
+        return std::string("cannot read the current directory: ") + std::strerror(errno);
+    }
+    try {
+        py::list path = py::module_::import("sys").attr("path");
+        path.insert(0, py::str(cwd));
+    } catch (py::error_already_set& e) {
+        return std::string("cannot update sys.path: ") + e.what();
+    }
+    return {};
+}
+
+PyObject* load_app(const Config& config, std::string& error) {
+    const auto colon = config.target.find(':');
+    const std::string module_name = config.target.substr(0, colon);
+    const std::string attr_path =
+        colon == std::string::npos ? "application" : config.target.substr(colon + 1);
+    try {
+        py::object obj;
+        try {
+            obj = py::module_::import(module_name.c_str());
+        } catch (py::error_already_set& e) {
+            e.restore();
+            PyErr_Print();
+            error = "cannot import module '" + module_name + "' (traceback above)";
+            return nullptr;
+        }
+        std::size_t start = 0;
+        while (start <= attr_path.size()) {
+            auto dot = attr_path.find('.', start);
+            if (dot == std::string::npos) {
+                dot = attr_path.size();
+            }
+            const std::string name = attr_path.substr(start, dot - start);
+            if (!py::hasattr(obj, name.c_str())) {
+                error = "module '" + module_name + "' has no attribute '" + attr_path + "'";
+                return nullptr;
+            }
+            obj = obj.attr(name.c_str());
+            start = dot + 1;
+        }
+        if (config.factory) {
+            try {
+                obj = obj();
+            } catch (py::error_already_set& e) {
+                e.restore();
+                PyErr_Print();
+                error = "the application factory '" + config.target + "' raised (traceback above)";
+                return nullptr;
+            }
+        }
+        if (!PyCallable_Check(obj.ptr())) {
+            error = "'" + config.target + "' is not callable (a " +
+                    std::string(Py_TYPE(obj.ptr())->tp_name) + ")" +
+                    (config.factory ? "" : "; if it is a factory, pass --factory");
+            return nullptr;
+        }
+        return obj.release().ptr();
+    } catch (py::error_already_set& e) {
+        error = std::string("cannot load the application: ") + e.what();
+        return nullptr;
+    }
+}
+
+} // namespace appserver::wsgi

@@ -1,0 +1,179 @@
+// environ construction (see environ.hpp). Keys are interned once; constant values are
+// shared; header values are decoded as latin-1 straight from the parser's buffer.
+#include "wsgi/environ.hpp"
+
+#include "wsgi/interned.hpp"
+#include "wsgi/types.hpp"
+
+#include <strings.h>
+
+namespace appserver::wsgi {
+namespace {
+
+int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+PyObject* latin1(std::string_view s) {
+    return PyUnicode_DecodeLatin1(s.data(), static_cast<Py_ssize_t>(s.size()), nullptr);
+}
+
+// Sets d[key] = value and drops the reference to value; false on error.
+bool set_steal(PyObject* d, PyObject* key, PyObject* value) {
+    if (value == nullptr) {
+        return false;
+    }
+    const int rc = PyDict_SetItem(d, key, value);
+    Py_DECREF(value);
+    return rc == 0;
+}
+
+} // namespace
+
+TargetParts split_target(std::string_view target) {
+    if (const auto hash = target.find('#'); hash != std::string_view::npos) {
+        target = target.substr(0, hash);
+    }
+    if (!target.empty() && target.front() != '/' && target != "*") {
+        // absolute-form: scheme "://" authority path-abempty [ "?" query ]
+        const auto scheme_end = target.find("://");
+        if (scheme_end != std::string_view::npos) {
+            const auto path_start = target.find_first_of("/?", scheme_end + 3);
+            target = path_start == std::string_view::npos ? std::string_view("/")
+                                                          : target.substr(path_start);
+        }
+    }
+    TargetParts parts;
+    const auto q = target.find('?');
+    if (q == std::string_view::npos) {
+        parts.path = target;
+    } else {
+        parts.path = target.substr(0, q);
+        parts.query = target.substr(q + 1);
+    }
+    if (!parts.path.empty() && parts.path.front() == '?') {
+        parts.path = {};
+    }
+    return parts;
+}
+
+std::string percent_decode(std::string_view path) {
+    std::string out;
+    out.reserve(path.size());
+    for (std::size_t i = 0; i < path.size(); ++i) {
+        const char c = path[i];
+        if (c == '%' && i + 2 < path.size()) {
+            const int hi = hex_value(path[i + 1]);
+            const int lo = hex_value(path[i + 2]);
+            if (hi >= 0 && lo >= 0) {
+                out.push_back(static_cast<char>(hi * 16 + lo));
+                i += 2;
+                continue;
+            }
+        }
+        out.push_back(c);
+    }
+    return out;
+}
+
+PyObject* build_environ(server::Exchange& ex, PyObject* input, const EnvironDefaults& defaults) {
+    const Interned& k = interned();
+    const http::RequestHead& head = ex.head();
+    PyObject* env = _PyDict_NewPresized(24 + static_cast<Py_ssize_t>(head.headers.size()));
+    if (env == nullptr) {
+        return nullptr;
+    }
+    auto fail = [env]() -> PyObject* {
+        Py_DECREF(env);
+        return nullptr;
+    };
+
+    const std::string_view target = head.target_view();
+    const TargetParts parts = split_target(target);
+    std::string path = percent_decode(parts.path);
+    std::string_view path_info = path;
+    PyObject* script_name = k.empty;
+    if (!defaults.url_prefix.empty() && path_info.starts_with(defaults.url_prefix) &&
+        (path_info.size() == defaults.url_prefix.size() ||
+         path_info[defaults.url_prefix.size()] == '/')) {
+        path_info.remove_prefix(defaults.url_prefix.size());
+        script_name = defaults.script_name;
+    }
+
+    if (!set_steal(env, k.REQUEST_METHOD, method_string(head.method, head.method_name())) ||
+        PyDict_SetItem(env, k.SCRIPT_NAME, script_name) < 0 ||
+        !set_steal(env, k.PATH_INFO, latin1(path_info)) ||
+        !set_steal(env, k.QUERY_STRING, latin1(parts.query)) ||
+        !set_steal(env, k.REQUEST_URI, latin1(target)) ||
+        PyDict_SetItem(env, k.SERVER_NAME, defaults.server_name) < 0 ||
+        PyDict_SetItem(env, k.SERVER_PORT, defaults.server_port) < 0 ||
+        PyDict_SetItem(env, k.SERVER_PROTOCOL,
+                       head.version_minor >= 1 ? k.http11 : k.http10) < 0) {
+        return fail();
+    }
+    if (!ex.remote_addr().empty()) {
+        if (!set_steal(env, k.REMOTE_ADDR, latin1(ex.remote_addr())) ||
+            !set_steal(env, k.REMOTE_PORT, PyUnicode_FromFormat("%u", ex.remote_port()))) {
+            return fail();
+        }
+    } else if (PyDict_SetItem(env, k.REMOTE_ADDR, k.empty) < 0) {
+        return fail();
+    }
+
+    for (const http::HeaderField& field : head.headers) {
+        const std::string_view name = head.view(field.name);
+        PyObject* key = environ_key_for_header(name);
+        if (key == nullptr) {
+            if (PyErr_Occurred()) {
+                return fail();
+            }
+            continue; // a name with '_': dropped
+        }
+        const std::string_view value = head.view(field.value);
+        PyObject* existing = PyDict_GetItemWithError(env, key);
+        PyObject* v;
+        if (existing != nullptr) {
+            // Repeated field lines combine into one list (RFC 9110 5.3); cookies use
+            // "; " because a comma is not a cookie separator.
+            const bool cookie = name.size() == 6 && ::strncasecmp(name.data(), "cookie", 6) == 0;
+            PyObject* addition = latin1(value);
+            PyObject* sep = PyUnicode_FromString(cookie ? "; " : ", ");
+            PyObject* first = (sep && addition) ? PyUnicode_Concat(existing, sep) : nullptr;
+            v = first ? PyUnicode_Concat(first, addition) : nullptr;
+            Py_XDECREF(first);
+            Py_XDECREF(sep);
+            Py_XDECREF(addition);
+        } else if (PyErr_Occurred()) {
+            Py_DECREF(key);
+            return fail();
+        } else {
+            v = latin1(value);
+        }
+        const bool ok = set_steal(env, key, v);
+        Py_DECREF(key);
+        if (!ok) {
+            return fail();
+        }
+    }
+
+    if (PyDict_SetItem(env, k.wsgi_version, k.version_tuple) < 0 ||
+        PyDict_SetItem(env, k.wsgi_url_scheme, k.http) < 0 ||
+        PyDict_SetItem(env, k.wsgi_input, input) < 0 ||
+        PyDict_SetItem(env, k.wsgi_errors, errors_stream()) < 0 ||
+        PyDict_SetItem(env, k.wsgi_multithread,
+                       ex.config().blocking_threads > 1 ? Py_True : Py_False) < 0 ||
+        PyDict_SetItem(env, k.wsgi_multiprocess, defaults.multiprocess ? Py_True : Py_False) <
+            0 ||
+        PyDict_SetItem(env, k.wsgi_run_once, Py_False) < 0 ||
+        PyDict_SetItem(env, k.wsgi_input_terminated, Py_True) < 0 ||
+        PyDict_SetItem(env, k.wsgi_file_wrapper,
+                       reinterpret_cast<PyObject*>(file_wrapper_type())) < 0) {
+        return fail();
+    }
+    return env;
+}
+
+} // namespace appserver::wsgi

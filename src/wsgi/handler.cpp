@@ -1,0 +1,275 @@
+// One WSGI request, end to end (see handler.hpp). Everything between taking and dropping
+// the GIL happens here: environ, the call, iterating the response, close().
+#include "wsgi/handler.hpp"
+
+#include "wsgi/gil.hpp"
+#include "wsgi/interned.hpp"
+#include "wsgi/types.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <stdexcept>
+#include <vector>
+
+namespace appserver::wsgi {
+namespace {
+
+struct ThreadGil {
+    PyGILState_STATE gil_state{};
+    PyThreadState* state = nullptr;
+};
+thread_local ThreadGil thread_gil;
+
+// The app failed: 500 if nothing was sent yet, else cut the response short.
+void fail(server::Exchange& ex, net::BlockingScope& scope, const char* context) {
+    log_exception(context);
+    if (!ex.response_started()) {
+        ex.send_error(500, "Internal Server Error", scope);
+    } else {
+        ex.abort();
+    }
+}
+
+void fail_message(server::Exchange& ex, net::BlockingScope& scope, const char* message) {
+    PyErr_SetString(PyExc_RuntimeError, message);
+    fail(ex, scope, "WSGI application error");
+}
+
+// Calls result.close() if it has one; errors are logged, never raised.
+void close_result(PyObject* result) {
+    if (PyList_CheckExact(result) || PyTuple_CheckExact(result)) {
+        return; // no close(); skip the failed attribute lookup and its exception
+    }
+    PyObject* close = PyObject_GetAttr(result, interned().close);
+    if (close == nullptr) {
+        PyErr_Clear();
+        return;
+    }
+    PyObject* r = PyObject_CallNoArgs(close);
+    Py_DECREF(close);
+    if (r == nullptr) {
+        log_exception("exception in the response iterable's close()");
+    } else {
+        Py_DECREF(r);
+    }
+}
+
+// wsgi.file_wrapper over a real file: sendfile. False when it is not one (iterate).
+bool try_sendfile(server::Exchange& ex, StartResponseObject* sr, PyObject* wrapper,
+                  GilRelease& gil) {
+    auto* fw = reinterpret_cast<FileWrapperObject*>(wrapper);
+    if (sr->status == nullptr) {
+        return false;
+    }
+    PyObject* fileno = PyObject_CallMethodNoArgs(fw->filelike, interned().fileno);
+    if (fileno == nullptr) {
+        PyErr_Clear();
+        return false;
+    }
+    const long fd = PyLong_AsLong(fileno);
+    Py_DECREF(fileno);
+    struct stat st{};
+    if (fd < 0 || PyErr_Occurred() || ::fstat(static_cast<int>(fd), &st) != 0 ||
+        !S_ISREG(st.st_mode)) {
+        PyErr_Clear();
+        return false;
+    }
+    // The Python file object may have read ahead; its tell() is the logical position.
+    off_t offset = -1;
+    if (PyObject* pos = PyObject_CallMethodNoArgs(fw->filelike, interned().tell)) {
+        offset = static_cast<off_t>(PyLong_AsLongLong(pos));
+        Py_DECREF(pos);
+    }
+    if (offset < 0 || PyErr_Occurred()) {
+        PyErr_Clear();
+        offset = ::lseek(static_cast<int>(fd), 0, SEEK_CUR);
+        if (offset < 0) {
+            return false;
+        }
+    }
+    const std::uint64_t count =
+        st.st_size > offset ? static_cast<std::uint64_t>(st.st_size - offset) : 0;
+    if (!ex.response_started() && !apply_head(sr)) {
+        fail(ex, gil, "invalid response from the WSGI application");
+        return true;
+    }
+    ex.send_file(static_cast<int>(fd), offset, count, true, gil);
+    return true;
+}
+
+void send_list(server::Exchange& ex, StartResponseObject* sr, PyObject* seq, GilRelease& gil) {
+    thread_local std::vector<std::string_view> parts;
+    parts.clear();
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject** items = PySequence_Fast_ITEMS(seq);
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        if (!PyBytes_Check(items[i])) {
+            PyErr_Format(PyExc_TypeError, "response body items must be bytes, not %s",
+                         Py_TYPE(items[i])->tp_name);
+            fail(ex, gil, "invalid response from the WSGI application");
+            return;
+        }
+        parts.emplace_back(PyBytes_AS_STRING(items[i]),
+                           static_cast<std::size_t>(PyBytes_GET_SIZE(items[i])));
+    }
+    if (sr->status == nullptr) {
+        if (!ex.response_started()) {
+            fail_message(ex, gil, "the application returned without calling start_response()");
+        }
+        return;
+    }
+    if (!ex.response_started() && !apply_head(sr)) {
+        fail(ex, gil, "invalid response from the WSGI application");
+        return;
+    }
+    // Status line, headers and every part in one gather write.
+    ex.send(parts, true, gil);
+}
+
+void send_iterable(server::Exchange& ex, StartResponseObject* sr, PyObject* result,
+                   GilRelease& gil) {
+    PyObject* it = PyObject_GetIter(result);
+    if (it == nullptr) {
+        fail(ex, gil, "the WSGI application returned a non-iterable");
+        return;
+    }
+    const bool head_request = ex.head().method == HTTP_HEAD;
+    PyObject* item;
+    while ((item = PyIter_Next(it)) != nullptr) {
+        if (!PyBytes_Check(item)) {
+            PyErr_Format(PyExc_TypeError, "response body items must be bytes, not %s",
+                         Py_TYPE(item)->tp_name);
+            Py_DECREF(item);
+            break;
+        }
+        const Py_ssize_t size = PyBytes_GET_SIZE(item);
+        if (size == 0) {
+            Py_DECREF(item); // headers wait for the first non-empty chunk (PEP 3333)
+            continue;
+        }
+        if (sr->status == nullptr) {
+            Py_DECREF(item);
+            PyErr_SetString(PyExc_RuntimeError,
+                            "the application yielded body data before calling start_response()");
+            break;
+        }
+        if (!ex.response_started() && !apply_head(sr)) {
+            Py_DECREF(item);
+            break;
+        }
+        const std::string_view part(PyBytes_AS_STRING(item), static_cast<std::size_t>(size));
+        const bool sent = ex.send({&part, 1}, false, gil);
+        Py_DECREF(item);
+        if (!sent || head_request) {
+            break; // client gone, or HEAD: the body would be dropped anyway
+        }
+    }
+    Py_DECREF(it);
+    if (PyErr_Occurred()) {
+        fail(ex, gil, "exception while iterating the WSGI response");
+        return;
+    }
+    if (ex.client_gone() || ex.response_finished()) {
+        return;
+    }
+    if (!ex.response_started()) {
+        if (sr->status == nullptr) {
+            fail_message(ex, gil, "the application returned without calling start_response()");
+            return;
+        }
+        if (!apply_head(sr)) {
+            fail(ex, gil, "invalid response from the WSGI application");
+            return;
+        }
+    }
+    ex.finish(gil);
+}
+
+} // namespace
+
+WsgiApplication::WsgiApplication(const Config& config, PyObject* app,
+                                 const std::string& server_name, const std::string& server_port)
+    : app_(app) {
+    Py_INCREF(app_);
+    (void)interned();
+    if (!init_types()) {
+        PyErr_Clear();
+        throw std::runtime_error("cannot create the WSGI runtime types");
+    }
+    defaults_.server_name = PyUnicode_FromString(server_name.c_str());
+    defaults_.server_port = PyUnicode_FromString(server_port.c_str());
+    defaults_.script_name = PyUnicode_DecodeLatin1(
+        config.url_path_prefix.data(), static_cast<Py_ssize_t>(config.url_path_prefix.size()),
+        nullptr);
+    defaults_.url_prefix = config.url_path_prefix;
+    defaults_.multiprocess = config.workers > 1;
+}
+
+WsgiApplication::~WsgiApplication() {
+    // Process teardown happens with _exit; these references are left to it.
+}
+
+void WsgiApplication::thread_started() {
+    thread_gil.gil_state = PyGILState_Ensure();
+    thread_gil.state = PyEval_SaveThread();
+}
+
+void WsgiApplication::thread_stopping() {
+    PyEval_RestoreThread(thread_gil.state);
+    PyGILState_Release(thread_gil.gil_state);
+}
+
+void WsgiApplication::handle(server::Exchange& exchange) noexcept {
+    PyEval_RestoreThread(thread_gil.state);
+    run(exchange);
+    thread_gil.state = PyEval_SaveThread();
+}
+
+void WsgiApplication::run(server::Exchange& ex) {
+    GilRelease gil;
+    InputObject* input = new_input(&ex);
+    StartResponseObject* sr = new_start_response(&ex);
+    PyObject* start_response = sr ? make_start_response_callable(sr) : nullptr;
+    PyObject* env = input ? build_environ(ex, reinterpret_cast<PyObject*>(input), defaults_)
+                          : nullptr;
+    if (env == nullptr || start_response == nullptr) {
+        fail(ex, gil, "cannot build the WSGI environ");
+    } else {
+        PyObject* args[3] = {nullptr, env, start_response};
+        PyObject* result = PyObject_Vectorcall(
+            app_, args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
+        if (result == nullptr) {
+            fail(ex, gil, "exception in the WSGI application");
+        } else {
+            if (Py_IS_TYPE(result, file_wrapper_type()) && try_sendfile(ex, sr, result, gil)) {
+                // sent with sendfile(2)
+            } else if (PyList_CheckExact(result) || PyTuple_CheckExact(result)) {
+                send_list(ex, sr, result, gil);
+            } else {
+                send_iterable(ex, sr, result, gil);
+            }
+            close_result(result); // always, also after errors and disconnects (PEP 3333)
+            Py_DECREF(result);
+        }
+    }
+    if (ex.client_gone()) {
+        spdlog::debug("client {} disconnected before the response was complete",
+                      ex.remote_addr());
+    }
+    // The request is over: objects the app kept must not reach a reused exchange.
+    if (input != nullptr) {
+        input->exchange = nullptr;
+    }
+    if (sr != nullptr) {
+        sr->exchange = nullptr;
+    }
+    Py_XDECREF(env);
+    Py_XDECREF(start_response);
+    Py_XDECREF(reinterpret_cast<PyObject*>(sr));
+    Py_XDECREF(reinterpret_cast<PyObject*>(input));
+}
+
+} // namespace appserver::wsgi

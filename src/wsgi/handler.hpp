@@ -1,0 +1,33 @@
+// The WSGI application adapter: runs one exchange through a Python WSGI callable on a
+// blocking thread, taking the GIL once per request.
+#pragma once
+
+#include "server/application.hpp"
+#include "wsgi/environ.hpp"
+
+#include <appserver/config.hpp>
+
+#include <Python.h>
+
+namespace appserver::wsgi {
+
+class WsgiApplication final : public server::Application {
+public:
+    // app: the WSGI callable (a new reference is taken). GIL held. Throws
+    // std::runtime_error if the per-process Python types cannot be created.
+    WsgiApplication(const Config& config, PyObject* app, const std::string& server_name,
+                    const std::string& server_port);
+    ~WsgiApplication() override;
+
+    void thread_started() override;
+    void thread_stopping() override;
+    void handle(server::Exchange& exchange) noexcept override;
+
+private:
+    void run(server::Exchange& exchange);
+
+    PyObject* app_;
+    EnvironDefaults defaults_;
+};
+
+} // namespace appserver::wsgi

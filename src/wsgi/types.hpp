@@ -1,0 +1,58 @@
+// The small C-level Python types a WSGI request touches on its hot path: wsgi.input,
+// start_response (+ write), wsgi.errors and wsgi.file_wrapper. Built on the CPython API
+// (vectorcall, no pybind11 dispatch) because each is called at least once per request.
+#pragma once
+
+#include "server/exchange.hpp"
+
+#include <Python.h>
+
+#include <string>
+
+namespace appserver::wsgi {
+
+// Creates the types (GIL held, once per process, before forking workers).
+bool init_types();
+
+// ---- wsgi.input ----------------------------------------------------------------------
+struct InputObject {
+    PyObject_HEAD
+    server::Exchange* exchange; // nullptr once the request is over
+};
+InputObject* new_input(server::Exchange* exchange);
+
+// ---- start_response and write() -----------------------------------------------------
+struct StartResponseObject {
+    PyObject_HEAD
+    server::Exchange* exchange; // nullptr once the request is over
+    PyObject* status;           // str, or nullptr until start_response is called
+    PyObject* headers;          // list of (str, str)
+};
+StartResponseObject* new_start_response(server::Exchange* exchange);
+// The start_response callable handed to the app, bound to its state object.
+PyObject* make_start_response_callable(StartResponseObject* state);
+
+// Turns the stored status and headers into the exchange's response head. False with a
+// Python exception set when they are not valid HTTP (the caller answers 500).
+bool apply_head(StartResponseObject* sr);
+
+// ---- wsgi.errors ----------------------------------------------------------------------
+// One shared, line-buffered stream into the server log.
+PyObject* errors_stream();
+
+// ---- wsgi.file_wrapper ----------------------------------------------------------------
+struct FileWrapperObject {
+    PyObject_HEAD
+    PyObject* filelike;
+    Py_ssize_t block_size;
+};
+PyTypeObject* file_wrapper_type();
+
+// Logs the pending Python exception with its traceback, then clears it.
+void log_exception(const char* context);
+
+// A str's latin-1 bytes without copying; false (TypeError set) when it is not a str or
+// holds code points above U+00FF.
+bool latin1_view(PyObject* str, const char* what, std::string_view& out);
+
+} // namespace appserver::wsgi

@@ -1,0 +1,216 @@
+"""Process model: forked workers, respawn after kill -9, graceful SIGTERM/SIGINT, the bounded
+request queue (503 + Retry-After) and requests of vanished clients.
+
+Synchronisation is by marker files the app writes (started-/ran-/finished-<token>) and by
+files the test writes (release-<token>), never by sleeping."""
+
+import json
+import os
+import signal
+import threading
+
+import pytest
+
+from e2e_helpers import (
+    RawHTTP,
+    assert_serves,
+    build_request,
+    http_get,
+    pid_alive,
+    port_accepts,
+    wait_for_file,
+    wait_until,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def release(server, token):
+    server.marker(f"release-{token}").write_text("go")
+
+
+def start_blocked_request(server, token) -> RawHTTP:
+    """Send GET /block on its own connection and wait until the app is running it."""
+    c = RawHTTP(server.port, timeout=30)
+    c.send(build_request("GET", f"/block?token={token}", port=server.port))
+    wait_for_file(server.marker(f"started-{token}"), timeout=20)
+    return c
+
+
+def environ(server):
+    resp = http_get(server.port, "/environ")
+    assert resp.status == 200, resp
+    return json.loads(resp.body)["environ"]
+
+
+# ---------------------------------------------------------------- workers
+
+
+def test_workers_are_forked_children(server_factory):
+    server = server_factory.start(args=["--workers", "2"])
+    workers = wait_until(lambda: (w := server.workers()) and len(w) == 2 and w, 20, "2 worker processes")
+    pids = set()
+    for _ in range(10):
+        resp = http_get(server.port, "/pid")
+        info = json.loads(resp.body)
+        pids.add(info["pid"])
+        assert info["ppid"] == server.pid, "requests must be served by workers forked from the master"
+    assert pids <= set(workers)
+    assert environ(server)["wsgi.multiprocess"] is True
+
+
+def test_killed_worker_is_respawned(server_factory):
+    server = server_factory.start(args=["--workers", "2"])
+    workers = wait_until(lambda: (w := server.workers()) and len(w) == 2 and w, 20, "2 worker processes")
+    victim, survivor = workers
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: not pid_alive(victim), 10, f"worker {victim} to die")
+    # The others keep serving while the master replaces the dead one.
+    for _ in range(20):
+        assert_serves(server)
+    new_workers = wait_until(
+        lambda: (w := server.workers()) and len(w) == 2 and victim not in w and w, 20, "a replacement worker"
+    )
+    assert survivor in new_workers, "killing one worker must not restart the others"
+    assert server.alive()
+    # The replacement serves too: every worker answers within a bounded number of tries.
+    seen = set()
+    for _ in range(200):
+        seen.add(json.loads(http_get(server.port, "/pid").body)["pid"])
+        if seen >= set(new_workers):
+            break
+    assert seen <= set(new_workers)
+    assert_serves(server)
+
+
+def test_blocking_threads_serve_concurrently(server_factory, token):
+    server = server_factory.start(args=["--workers", "1", "--blocking-threads", "2"])
+    blocked = start_blocked_request(server, token)
+    try:
+        assert_serves(server)  # served by the second thread while the first is held
+    finally:
+        release(server, token)
+    assert blocked.read_response().status == 200
+    blocked.close()
+
+
+# ---------------------------------------------------------------- signals
+
+
+def test_sigterm_lets_inflight_request_finish(server_factory, token):
+    server = server_factory.start(args=["--workers", "1", "--blocking-threads", "2"])
+    blocked = start_blocked_request(server, token)
+    server.send_signal(signal.SIGTERM)
+    release(server, token)
+    resp = blocked.read_response()
+    blocked.close()
+    assert resp.status == 200, resp
+    assert resp.body == f"released {token}".encode()
+    code = server.wait_exit(30)
+    assert code == 0, f"exit code after SIGTERM: {code}"
+    result = server.stop()
+    assert not result.leftovers, f"workers outlived the master: {result.leftovers}"
+
+
+def test_sigterm_stops_accepting_new_connections(server_factory, token):
+    server = server_factory.start(args=["--workers", "1", "--blocking-threads", "2"])
+    blocked = start_blocked_request(server, token)
+    server.send_signal(signal.SIGTERM)
+    try:
+        wait_until(lambda: not port_accepts(server.port), 15, "the listener to close after SIGTERM")
+        assert not server.marker(f"finished-{token}").exists()
+    finally:
+        release(server, token)
+    assert blocked.read_response().status == 200
+    blocked.close()
+    assert server.wait_exit(30) == 0
+
+
+def test_sigint_exits_cleanly(server_factory):
+    server = server_factory.start()
+    assert_serves(server)
+    server.send_signal(signal.SIGINT)
+    assert server.wait_exit(30) == 0
+    assert not server.stop().leftovers
+
+
+def test_sigterm_not_held_by_idle_keep_alive_connection(server_factory):
+    server = server_factory.start(args=["--keep-alive-timeout", "300"])
+    idle = RawHTTP(server.port, timeout=30)
+    assert idle.request("GET", "/hello").body == b"Hello, world!\n"
+    server.send_signal(signal.SIGTERM)
+    code = server.wait_exit(30)
+    assert code == 0, "an idle keep-alive client must not hold the shutdown"
+    assert idle.wait_closed()
+    idle.close()
+
+
+# ---------------------------------------------------------------- request queue
+
+
+def test_full_request_queue_answers_503(server_factory, token):
+    server = server_factory.start(
+        args=["--workers", "1", "--blocking-threads", "1", "--request-queue-size", "1"]
+    )
+    assert environ(server)["wsgi.multithread"] is False
+    tokens = [f"{token}-{i}" for i in range(3)]
+    holder = start_blocked_request(server, token)  # occupies the only blocking thread
+    results, errors = {}, {}
+    conns = []
+    for t in tokens:
+        c = RawHTTP(server.port, timeout=40)
+        c.send(build_request("GET", f"/block?token={t}", port=server.port))
+        conns.append((t, c))
+
+    def reader(t, c):
+        try:
+            results[t] = c.read_response()
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors[t] = e
+
+    threads = [threading.Thread(target=reader, args=tc, daemon=True) for tc in conns]
+    for th in threads:
+        th.start()
+    try:
+        # With the thread busy and one queue slot, at least one must be refused right away.
+        wait_until(
+            lambda: any(r.status == 503 for r in list(results.values())), 20, "a 503 from the full queue"
+        )
+    finally:
+        for t in [token] + tokens:
+            release(server, t)
+    for th in threads:
+        th.join(timeout=40)
+    assert holder.read_response().status == 200
+    holder.close()
+    for _, c in conns:
+        c.close()
+    assert not errors, f"connections failed: {errors!r}"
+    statuses = sorted(r.status for r in results.values())
+    refused = [r for r in results.values() if r.status == 503]
+    assert all(r.header("Retry-After") for r in refused), f"503 without Retry-After: {refused!r}"
+    assert all(r.header("Retry-After").strip().isdigit() for r in refused)
+    assert statuses.count(200) >= 1, f"the queued request should have run after the release: {statuses}"
+    assert set(statuses) <= {200, 503}, statuses
+    for t, r in results.items():
+        if r.status == 503:
+            assert not server.marker(f"started-{t}").exists(), "a refused request reached the app"
+    assert_serves(server)
+
+
+def test_queued_request_of_vanished_client_never_runs(server_factory, token):
+    server = server_factory.start(
+        args=["--workers", "1", "--blocking-threads", "1", "--request-queue-size", "8"]
+    )
+    holder = start_blocked_request(server, token)
+    gone = RawHTTP(server.port)
+    gone.send(build_request("GET", f"/mark?token={token}-gone", port=server.port))
+    gone.close()  # the client leaves while its request waits for the busy thread
+    release(server, token)
+    assert holder.read_response().status == 200
+    holder.close()
+    # FIFO with one thread: once a later request is answered, the earlier one was decided.
+    assert_serves(server)
+    assert http_get(server.port, f"/mark?token={token}-after").status == 200
+    assert server.marker(f"ran-{token}-after").exists()
+    assert not server.marker(f"ran-{token}-gone").exists(), "a request whose client left was run"

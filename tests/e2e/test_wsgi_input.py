@@ -1,0 +1,256 @@
+"""wsgi.input: every reading style, for Content-Length and chunked bodies, never past the body."""
+
+import base64
+import hashlib
+import json
+import random
+
+import pytest
+import requests
+
+from e2e_helpers import RawHTTP, assert_serves, build_request, chunked_body, wait_for_file
+
+SMALL = b"first line\nsecond line\r\n\nthird\x00with NUL\n\xff\xfe binary\nno newline at end"
+
+
+def pattern(size: int) -> bytes:
+    return random.Random(size).randbytes(size)
+
+
+MEDIUM = pattern(20_000)  # about 80 random '\n' in it
+LARGE = pattern(300_000)
+
+FRAMINGS = ["content-length", "chunked"]
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    lines, start = [], 0
+    while start < len(data):
+        i = data.find(b"\n", start)
+        if i < 0:
+            lines.append(data[start:])
+            break
+        lines.append(data[start : i + 1])
+        start = i + 1
+    return lines
+
+
+def request_bytes(port, target, body: bytes, framing: str, chunk_sizes=None, headers=None) -> bytes:
+    headers = list(headers or [])
+    if framing == "chunked":
+        headers.append(("Transfer-Encoding", "chunked"))
+        return build_request("POST", target, headers, port=port) + chunked_body(body, chunk_sizes or [1000, 1, 4096, 17])
+    return build_request("POST", target, headers, body, port=port, content_length=True)
+
+
+def post_input(port, mode: str, body: bytes, framing: str, query: str = "", chunk_sizes=None) -> dict:
+    target = f"/input/{mode}" + (f"?{query}" if query else "")
+    with RawHTTP(port) as c:
+        c.send(request_bytes(port, target, body, framing, chunk_sizes))
+        resp = c.read_response()
+    assert resp.status == 200, resp
+    return json.loads(resp.body)
+
+
+def decoded(result, key):
+    return [base64.b64decode(x) for x in result[key]]
+
+
+def check_body(result, body):
+    assert result["length"] == len(body)
+    assert result["sha256"] == hashlib.sha256(body).hexdigest()
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+@pytest.mark.parametrize("body", [SMALL, LARGE, b"x"], ids=["small", "large", "one-byte"])
+def test_read_all(app_server, framing, body):
+    result = post_input(app_server.port, "read", body, framing)
+    check_body(result, body)
+    assert result["after_eof"] == [0, 0], "read() after EOF must return b''"
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+def test_read_negative_size_reads_all(app_server, framing):
+    result = post_input(app_server.port, "read-neg", MEDIUM, framing)
+    check_body(result, MEDIUM)
+    assert result["after_eof"] == [0, 0]
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+@pytest.mark.parametrize("n", [1, 7, 4096, 1 << 20])
+def test_read_n(app_server, framing, n):
+    body = MEDIUM if n < 100 else LARGE
+    result = post_input(app_server.port, "read-n", body, framing, f"n={n}")
+    check_body(result, body)
+    assert result["chunk_sizes"], "no data read"
+    assert max(result["chunk_sizes"]) <= n, f"read({n}) returned more than {n} bytes"
+    assert result["after_eof"] == [0, 0]
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+@pytest.mark.parametrize("body", [SMALL, MEDIUM], ids=["small", "medium"])
+def test_readline(app_server, framing, body):
+    result = post_input(app_server.port, "readline", body, framing)
+    check_body(result, body)
+    assert decoded(result, "lines") == split_lines(body)
+    assert result["after_eof"] == [0, 0]
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+@pytest.mark.parametrize("n", [1, 5, 64])
+def test_readline_with_size(app_server, framing, n):
+    result = post_input(app_server.port, "readline-n", SMALL, framing, f"n={n}")
+    check_body(result, SMALL)
+    expected = []
+    for line in split_lines(SMALL):
+        expected += [line[i : i + n] for i in range(0, len(line), n)]
+    assert decoded(result, "lines") == expected
+    assert result["after_eof"] == [0]
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+def test_readlines(app_server, framing):
+    result = post_input(app_server.port, "readlines", MEDIUM, framing)
+    check_body(result, MEDIUM)
+    assert decoded(result, "lines") == split_lines(MEDIUM)
+    assert result["after_eof"] == [0, 0]
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+def test_iteration(app_server, framing):
+    result = post_input(app_server.port, "iter", SMALL, framing)
+    check_body(result, SMALL)
+    assert decoded(result, "lines") == split_lines(SMALL)
+    assert result["after_eof"] == [0]
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+def test_mixed_readline_read_n_read(app_server, framing):
+    result = post_input(app_server.port, "mixed", SMALL, framing, chunk_sizes=[3, 5, 2])
+    first, second, rest = decoded(result, "parts")
+    assert first == b"first line\n"
+    assert second == b"sec"
+    assert rest == SMALL[len(first) + 3 :]
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+def test_empty_body(app_server, framing):
+    result = post_input(app_server.port, "read", b"", framing)
+    assert result["length"] == 0
+    assert result["after_eof"] == [0, 0]
+
+
+def test_get_without_body_reads_empty(app_server):
+    # No Content-Length, no Transfer-Encoding: the body is empty and read() must not block.
+    with RawHTTP(app_server.port) as c:
+        resp = c.request("GET", "/input/read")
+    assert resp.status == 200, resp
+    assert json.loads(resp.body)["length"] == 0
+
+
+def test_large_body_via_requests(app_server):
+    body = pattern(5 * 1024 * 1024)
+    r = requests.post(f"{app_server.url}/input/read-n?n=65536", data=body, timeout=30)
+    assert r.status_code == 200, r.text[:500]
+    result = r.json()
+    assert result["length"] == len(body)
+    assert result["sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_chunked_upload_via_requests_generator(app_server):
+    pieces = [pattern(1000 + i) for i in range(20)]
+    r = requests.post(f"{app_server.url}/input/read", data=iter(pieces), timeout=30)  # chunked
+    assert r.status_code == 200, r.text[:500]
+    body = b"".join(pieces)
+    assert r.json()["sha256"] == hashlib.sha256(body).hexdigest()
+
+
+def test_chunked_with_extensions_and_trailers(app_server):
+    data = b"hello chunked world with extensions"
+    with RawHTTP(app_server.port) as c:
+        c.send(
+            build_request("POST", "/input/read", [("Transfer-Encoding", "chunked")], port=app_server.port)
+            + chunked_body(data, [5, 3], trailers="X-Trailer: yes\r\n", ext=";name=value")
+        )
+        resp = c.read_response()
+        assert resp.status == 200, resp
+        assert base64.b64decode(json.loads(resp.body)["body"]) == data
+        # the connection is still in sync after the trailer section
+        resp2 = c.request("GET", "/hello")
+        assert resp2.body == b"Hello, world!\n"
+
+
+def test_chunked_one_byte_chunks(app_server):
+    result = post_input(app_server.port, "read", SMALL, "chunked", chunk_sizes=[1])
+    check_body(result, SMALL)
+
+
+def test_chunked_has_no_content_length_in_environ(app_server):
+    with RawHTTP(app_server.port) as c:
+        c.send(
+            build_request("POST", "/environ", [("Transfer-Encoding", "chunked")], port=app_server.port)
+            + chunked_body(b"abc")
+        )
+        resp = c.read_response()
+    env = json.loads(resp.body)["environ"]
+    assert env.get("CONTENT_LENGTH", "") == ""
+    assert env["wsgi.input_terminated"] is True
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+def test_read_stops_at_body_end_when_pipelined(app_server, framing):
+    """The next request's bytes are already in the buffer; read() must not return them."""
+    port = app_server.port
+    with RawHTTP(port) as c:
+        c.send(
+            request_bytes(port, "/input/read", b"AAAA", framing)
+            + build_request("GET", "/hello", port=port)
+        )
+        first = c.read_response()
+        second = c.read_response()
+    assert base64.b64decode(json.loads(first.body)["body"]) == b"AAAA"
+    assert second.status == 200 and second.body == b"Hello, world!\n"
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+@pytest.mark.parametrize("mode", ["none", "partial"])
+def test_unread_body_is_discarded_on_keep_alive(app_server, framing, mode):
+    port = app_server.port
+    body = LARGE[:70_000]
+    target = "/input/none" if mode == "none" else "/input/partial?n=10"
+    with RawHTTP(port) as c:
+        c.send(request_bytes(port, target, body, framing))
+        first = c.read_response()
+        assert first.status == 200, first
+        if first.server_closes:
+            # Closing instead of draining is allowed, but then it must really close.
+            assert c.wait_closed()
+            return
+        # Sequential (not pipelined) second request on the same connection.
+        c.send(build_request("GET", "/hello", port=port))
+        second = c.read_response()
+    assert second.status == 200 and second.body == b"Hello, world!\n"
+
+
+def test_client_disconnect_mid_body_unblocks_app(app_server, token):
+    """The app is blocked in read(); the client sends part of the body and leaves.
+
+    Expect: 100-continue makes the sequence deterministic: the 100 arrives only once the
+    app has started reading, then the client sends 1000 of 100000 bytes and closes."""
+    port = app_server.port
+    c = RawHTTP(port)
+    c.send(
+        build_request(
+            "POST",
+            f"/input/guarded?token={token}",
+            [("Content-Length", "100000"), ("Expect", "100-continue")],
+            port=port,
+        )
+    )
+    interim = c.read_response(return_interim=True)
+    assert interim.status == 100, interim
+    c.send(b"x" * 1000)
+    c.close()
+    outcome = wait_for_file(app_server.marker(f"read-{token}"), timeout=30)
+    assert outcome != "returned:100000", outcome
+    assert_serves(app_server)

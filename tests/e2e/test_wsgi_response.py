@@ -1,0 +1,355 @@
+"""PEP 3333 responses: start_response, write(), iterables and close(), file_wrapper, errors."""
+
+import random
+
+import httpx
+import pytest
+
+from e2e_helpers import (
+    IncompleteResponse,
+    RawHTTP,
+    assert_serves,
+    build_request,
+    http_get,
+    wait_for_file,
+)
+
+
+def pattern(size: int) -> bytes:
+    return random.Random(size).randbytes(size)
+
+
+def assert_closed_marker(server, token):
+    wait_for_file(server.marker(f"closed-{token}"), timeout=20)
+
+
+def pipelined(server, first: bytes, method: str = "GET"):
+    """Send `first` and a GET /hello in one write; return both responses."""
+    with RawHTTP(server.port) as c:
+        c.send(first + build_request("GET", "/hello", port=server.port))
+        r1 = c.read_response(method=method)
+        r2 = c.read_response()
+    assert r2.status == 200 and r2.body == b"Hello, world!\n", f"connection out of sync after {r1!r}: {r2!r}"
+    return r1
+
+
+def test_hello_has_content_length(app_server):
+    resp = http_get(app_server.port, "/hello")
+    assert resp.status == 200
+    assert resp.header("Content-Length") == "14"
+    assert resp.body == b"Hello, world!\n"
+    assert not resp.chunked
+
+
+def test_generator_without_length_is_chunked(app_server, token):
+    resp = http_get(app_server.port, f"/stream?n=5&size=10&token={token}")
+    assert resp.status == 200
+    assert resp.chunked, f"expected Transfer-Encoding: chunked, got {resp.headers}"
+    assert resp.header("Content-Length") is None
+    assert resp.body == b"".join((b"%d:" % i).ljust(10, b"x") for i in range(5))
+    assert_closed_marker(app_server, token)
+
+
+def test_generator_with_length_is_not_chunked(app_server, token):
+    resp = http_get(app_server.port, f"/stream-cl?token={token}")
+    assert resp.status == 200
+    assert not resp.chunked
+    assert resp.header("Content-Length") == "16"
+    assert resp.body == b"alpha-beta-gamma"
+    assert_closed_marker(app_server, token)
+
+
+def test_generator_http10_is_close_delimited(app_server, token):
+    with RawHTTP(app_server.port) as c:
+        resp = c.request("GET", f"/stream?n=3&size=4&token={token}", version="1.0")
+        assert resp.header("Transfer-Encoding") is None, "HTTP/1.0 clients do not know chunked"
+        assert resp.body == b"0:xx1:xx2:xx"
+        assert c.wait_closed()
+    assert_closed_marker(app_server, token)
+
+
+def test_stream_is_sent_incrementally(app_server, token):
+    # The generator runs for ~30 s; the first chunk must arrive long before it ends.
+    with httpx.Client(timeout=10) as client:
+        with client.stream("GET", f"{app_server.url}/stream-slow?token={token}") as r:
+            assert r.status_code == 200
+            received = b""
+            for piece in r.iter_raw():
+                received += piece
+                if len(received) >= len(b"first-chunk"):
+                    break
+            assert received.startswith(b"first-chunk")
+    # Leaving the stream closed the connection: the server must call close().
+    assert_closed_marker(app_server, token)
+
+
+def test_client_disconnect_calls_close(app_server, token):
+    c = RawHTTP(app_server.port)
+    c.send(build_request("GET", f"/stream-slow?token={token}", port=app_server.port))
+    while b"first-chunk" not in c.buf:
+        assert c._recv(), "connection closed before the first chunk"
+    c.close()
+    assert_closed_marker(app_server, token)
+    assert not app_server.marker(f"exhausted-{token}").exists(), "server kept iterating after disconnect"
+    assert_serves(app_server)
+
+
+def test_empty_iterable(app_server, token):
+    r1 = pipelined(app_server, build_request("GET", f"/empty?token={token}", port=app_server.port))
+    assert r1.status == 200 and r1.body == b""
+    assert_closed_marker(app_server, token)
+
+
+def test_empty_chunks_do_not_end_the_stream(app_server):
+    r1 = pipelined(app_server, build_request("GET", "/empty-chunks", port=app_server.port))
+    assert r1.status == 200
+    assert r1.body == b"onetwo"
+
+
+def test_lazy_start_response(app_server, token):
+    resp = http_get(app_server.port, f"/lazy-start?token={token}")
+    assert resp.status == 201, resp
+    assert resp.header("X-Lazy") == "yes"
+    assert resp.body == b"lazy body"
+    assert_closed_marker(app_server, token)
+
+
+@pytest.mark.parametrize("mode, expected", [("list", b"one,two,three"), ("gen", b"one,two,three,four")])
+def test_write_callable(app_server, mode, expected):
+    r1 = pipelined(app_server, build_request("GET", f"/write?mode={mode}", port=app_server.port))
+    assert r1.status == 200
+    assert r1.body == expected
+
+
+def test_exc_info_before_headers_sent_replaces_response(app_server):
+    resp = http_get(app_server.port, "/exc-info-before")
+    assert resp.status == 503, resp
+    assert resp.header("X-Replaced") == "1"
+    assert resp.header("X-First") is None
+    assert resp.body == b"replaced-body"
+
+
+def test_exc_info_after_headers_sent_reraises_and_aborts(app_server, token):
+    with RawHTTP(app_server.port) as c:
+        c.send(build_request("GET", f"/exc-info-after?token={token}", port=app_server.port))
+        with pytest.raises(IncompleteResponse) as info:
+            c.read_response()
+    partial = info.value.partial
+    assert info.value.response is not None and info.value.response.status == 200
+    assert b"first-chunk" in partial
+    assert b"must-not-be-sent" not in partial
+    outcome = wait_for_file(app_server.marker(f"reraised-{token}"))
+    assert outcome == f"ValueError:late failure {token}", "start_response(exc_info) must re-raise it"
+    assert_closed_marker(app_server, token)
+    app_server.wait_for_log(f"late failure {token}")
+    assert_serves(app_server)
+
+
+def test_start_response_twice_without_exc_info_raises(app_server):
+    resp = http_get(app_server.port, "/start-response-twice")
+    assert resp.status == 200
+    assert resp.body.startswith(b"raised:"), resp.body
+    assert resp.header("X-Second") is None
+
+
+# ---- wsgi.file_wrapper
+
+
+@pytest.mark.parametrize("kind", ["real", "bytesio"])
+@pytest.mark.parametrize(
+    "size, seek, cl",
+    [
+        (1000, 0, "auto"),
+        (2 * 1024 * 1024 + 17, 0, "auto"),
+        (50_000, 123, "auto"),  # transmission starts at the current file position
+        (50_000, 0, "1000"),  # never more than Content-Length
+        (50_000, 0, "none"),  # no length: chunked or close-delimited
+        (0, 0, "auto"),
+    ],
+)
+def test_file_wrapper(app_server, token, kind, size, seek, cl):
+    data = pattern(size)
+    expected = data[seek:] if cl in ("auto", "none") else data[seek : seek + int(cl)]
+    target = f"/file-wrapper?kind={kind}&size={size}&seek={seek}&cl={cl}&token={token}"
+    with RawHTTP(app_server.port) as c:
+        c.send(build_request("GET", target, port=app_server.port) + build_request("GET", "/hello", port=app_server.port))
+        resp = c.read_response()
+        assert resp.status == 200, resp
+        assert len(resp.body) == len(expected)
+        assert resp.body == expected
+        if cl not in ("auto", "none"):
+            assert resp.header("Content-Length") == cl
+        nxt = None if resp.server_closes else c.read_response_or_eof()
+        if nxt is not None:
+            assert nxt.body == b"Hello, world!\n", "bytes beyond Content-Length leaked into the connection"
+    assert_closed_marker(app_server, token)
+
+
+def test_file_wrapper_small_block_size(app_server, token):
+    data = pattern(10_000)
+    resp = http_get(app_server.port, f"/file-wrapper?kind=bytesio&size=10000&blksize=7&token={token}")
+    assert resp.body == data
+    assert_closed_marker(app_server, token)
+
+
+# ---- Content-Length disagreeing with the body
+
+
+def test_body_longer_than_content_length_is_cut(app_server, token):
+    with RawHTTP(app_server.port) as c:
+        c.send(
+            build_request("GET", f"/cl-mismatch?declared=5&actual=20&token={token}", port=app_server.port)
+            + build_request("GET", "/hello", port=app_server.port)
+        )
+        resp = c.read_response()
+        assert resp.body == b"zzzzz"
+        # Either the connection is closed cleanly, or the next response follows with no stray byte.
+        nxt = c.read_response_or_eof()
+        if nxt is not None:
+            assert nxt.body == b"Hello, world!\n"
+    assert_closed_marker(app_server, token)
+    assert_serves(app_server)
+
+
+def test_body_shorter_than_content_length_closes(app_server, token):
+    with RawHTTP(app_server.port) as c:
+        c.send(build_request("GET", f"/cl-mismatch?declared=100&actual=10&token={token}", port=app_server.port))
+        with pytest.raises(IncompleteResponse) as info:
+            c.read_response()
+    assert info.value.partial == b"z" * 10
+    assert_closed_marker(app_server, token)
+    assert_serves(app_server)
+
+
+# ---- invalid responses from the app never reach the wire
+
+
+BAD_HEADER_KINDS = [
+    "value-crlf",
+    "value-lf",
+    "value-cr",
+    "value-nul",
+    "value-non-latin1",
+    "value-bytes",
+    "value-none",
+    "name-crlf",
+    "name-space",
+    "name-colon",
+    "name-empty",
+    "name-bytes",
+    "not-a-pair",
+]
+
+
+def assert_server_500(resp, *, forbidden=(b"Injected", b"X-Bad", b"must-not-be-sent")):
+    assert resp.status == 500, resp
+    raw = resp.raw_head + resp.body
+    for needle in forbidden:
+        assert needle.lower() not in raw.lower(), f"{needle!r} reached the client: {raw!r}"
+
+
+@pytest.mark.parametrize("kind", BAD_HEADER_KINDS)
+def test_bad_response_header_gives_500(app_server, kind):
+    with RawHTTP(app_server.port) as c:
+        resp = c.request("GET", f"/bad-header?kind={kind}")
+        assert_server_500(resp)
+        if not resp.server_closes:
+            assert c.request("GET", "/hello").body == b"Hello, world!\n"
+    assert_serves(app_server)
+
+
+@pytest.mark.parametrize("kind", ["crlf", "letters", "two-digits", "four-digits", "no-space", "empty", "zero", "bytes", "none"])
+def test_bad_status_gives_500(app_server, kind):
+    resp = http_get(app_server.port, f"/bad-status?kind={kind}")
+    assert_server_500(resp, forbidden=(b"Injected", b"must-not-be-sent"))
+    assert_serves(app_server)
+
+
+def test_app_exception_gives_500_and_traceback(app_server, token):
+    resp = http_get(app_server.port, f"/error?token={token}")
+    assert resp.status == 500
+    assert f"boom {token}".encode() not in resp.body, "tracebacks must not leak to clients"
+    log = app_server.wait_for_log(f"RuntimeError: boom {token}")
+    assert "Traceback" in log
+    assert_serves(app_server)
+
+
+def test_exception_in_iterable_before_body_gives_500(app_server, token):
+    resp = http_get(app_server.port, f"/error-in-iter?token={token}")
+    assert resp.status == 500, resp
+    assert_closed_marker(app_server, token)
+    app_server.wait_for_log(f"iter boom {token}")
+    assert_serves(app_server)
+
+
+def test_exception_mid_stream_aborts_response(app_server, token):
+    with RawHTTP(app_server.port) as c:
+        c.send(build_request("GET", f"/error-mid-stream?token={token}", port=app_server.port))
+        with pytest.raises(IncompleteResponse) as info:
+            c.read_response()
+    assert info.value.response.status == 200
+    assert info.value.partial.startswith(b"partial-body") or info.value.partial == b""
+    assert_closed_marker(app_server, token)
+    app_server.wait_for_log(f"mid-stream boom {token}")
+    assert_serves(app_server)
+
+
+@pytest.mark.parametrize("route", ["/return-none", "/yield-str", "/no-start-response"])
+def test_protocol_violations_give_500(app_server, route):
+    resp = http_get(app_server.port, route)
+    assert resp.status == 500, resp
+    assert b"not a body" not in resp.body and b"without start_response" not in resp.body
+    assert_serves(app_server)
+
+
+def test_worker_survives_many_errors(app_server):
+    with RawHTTP(app_server.port) as c:
+        for _ in range(30):
+            resp = c.request("GET", "/error?token=many")
+            assert resp.status == 500
+            if resp.server_closes:
+                c.close()
+                c = RawHTTP(app_server.port)
+    assert_serves(app_server)
+
+
+# ---- bodiless responses
+
+
+@pytest.mark.parametrize("code", [204, 304])
+@pytest.mark.parametrize("app_body", ["0", "1"])
+def test_no_body_statuses(app_server, token, code, app_body):
+    r1 = pipelined(app_server, build_request("GET", f"/status?code={code}&body={app_body}&token={token}", port=app_server.port))
+    assert r1.status == code
+    assert r1.header("Transfer-Encoding") is None
+    if code == 204:
+        assert r1.header("Content-Length") is None
+    assert_closed_marker(app_server, token)
+
+
+def test_head_has_headers_but_no_body(app_server):
+    get = http_get(app_server.port, "/hello")
+    head = pipelined(app_server, build_request("HEAD", "/hello", port=app_server.port), method="HEAD")
+    assert head.status == 200
+    assert head.header("Content-Length") == get.header("Content-Length")
+    assert head.body == b""
+
+
+def test_head_on_streamed_response(app_server, token):
+    head = pipelined(app_server, build_request("HEAD", f"/stream?token={token}", port=app_server.port), method="HEAD")
+    assert head.status == 200
+    assert head.body == b""
+    assert_closed_marker(app_server, token)
+
+
+def test_custom_reason_phrase(app_server):
+    resp = http_get(app_server.port, "/reason")
+    assert resp.status == 299
+    assert resp.reason == "Custom Reason"
+
+
+def test_repeated_response_headers_kept_separate(app_server):
+    resp = http_get(app_server.port, "/set-cookies")
+    assert resp.header_all("Set-Cookie") == ["a=1; Path=/", "b=2; Path=/"]
+    assert resp.header("X-Mixed-Case-Header") == "MiXeD"
+    assert resp.body == b"cookies"
