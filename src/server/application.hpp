@@ -16,6 +16,9 @@ public:
     // Runs one exchange to completion on a blocking thread. Must not throw: failures
     // become error responses (or an aborted response once bytes were sent).
     virtual void handle(Exchange& exchange) noexcept = 0;
+    // True for an application that never blocks (pure C++, e.g. the benchmark ceiling
+    // route): the worker then runs it on the event-loop thread, with no hand-off.
+    virtual bool runs_inline() const { return false; }
 };
 
 } // namespace appserver::server

@@ -1,6 +1,7 @@
 // Event-loop side of a client connection (see connection.hpp).
 #include "server/connection.hpp"
 
+#include "server/application.hpp"
 #include "server/worker.hpp"
 
 #include <boost/asio/write.hpp>
@@ -96,6 +97,13 @@ void Connection::process_buffer() {
 void Connection::dispatch() {
     phase_ = Phase::queued;
     auto self = shared_from_this();
+    if (worker_.inline_app() != nullptr) {
+        net::NoLock no_lock;
+        worker_.inline_app()->handle(*this);
+        complete(no_lock);
+        on_exchange_done();
+        return;
+    }
     if (!worker_.enqueue(self)) {
         worker_.stats().requests_rejected.fetch_add(1, std::memory_order_relaxed);
         spdlog::warn("request queue full ({} waiting): 503 to {}", config_.request_queue_size,

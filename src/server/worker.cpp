@@ -44,6 +44,9 @@ Worker::Worker(const Config& config, const net::ListenSocket& listener, Applicat
     : config_(config), app_(app), index_(index), family_(listener.family), io_(1),
       acceptor_(io_), signals_(io_), sweep_timer_(io_), grace_timer_(io_),
       accept_retry_timer_(io_), backlog_(config.request_queue_size) {
+    if (app.runs_inline()) {
+        inline_app_ = &app;
+    }
     if (listener.family == AF_UNIX) {
         server_info_.name = "localhost";
         server_info_.port = "";
@@ -73,8 +76,9 @@ int Worker::run() {
             begin_shutdown(sig);
         }
     });
-    threads_.reserve(config_.blocking_threads);
-    for (unsigned i = 0; i < config_.blocking_threads; ++i) {
+    const unsigned thread_count = inline_app_ != nullptr ? 0 : config_.blocking_threads;
+    threads_.reserve(thread_count);
+    for (unsigned i = 0; i < thread_count; ++i) {
         threads_.emplace_back([this] { blocking_thread_main(); });
     }
     // Signals stayed blocked since the fork so none could arrive before these handlers;

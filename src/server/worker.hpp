@@ -57,6 +57,8 @@ public:
     bool enqueue(std::shared_ptr<Connection>& connection);
     void remove(Connection* connection);
     WorkerStats& stats() { return stats_; }
+    // The application when it runs on the loop thread itself (see runs_inline()).
+    Application* inline_app() const { return inline_app_; }
 
 private:
     void do_accept();
@@ -67,6 +69,7 @@ private:
 
     const Config& config_;
     Application& app_;
+    Application* inline_app_ = nullptr;
     unsigned index_;
     ServerInfo server_info_;
     int family_;
