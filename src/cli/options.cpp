@@ -35,7 +35,7 @@ namespace {
 
 constexpr std::string_view program_name = "appserver";
 constexpr std::string_view env_prefix = "APPSERVER_";
-constexpr std::string_view usage_hint = "Run 'appserver --help' for usage.";
+constexpr std::string_view usage_hint = " (see 'appserver --help')";
 
 constexpr std::string_view app_description =
     "appserver: a WSGI application server with a bounded request queue and built-in metrics.";
@@ -520,7 +520,8 @@ ParseOutcome usage_error(const std::string& message) {
     ParseOutcome outcome;
     outcome.kind = ParseOutcome::Kind::exit;
     outcome.exit_code = 2;
-    outcome.output = std::string(program_name) + ": error: " + message + "\n" +
+    // One line: it is what an operator sees in a container's log.
+    outcome.output = std::string(program_name) + ": error: " + message +
                      std::string(usage_hint) + "\n";
     return outcome;
 }

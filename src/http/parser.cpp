@@ -13,10 +13,27 @@ bool iequals(std::string_view a, std::string_view b) {
     return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
 }
 
-int status_for(llhttp_errno_t err) {
+// A well-formed request line whose method llhttp does not know deserves 501 (RFC 9110
+// 9.1); anything else that fails on the method is just malformed: 400.
+bool looks_like_request_line(std::string_view data) {
+    const auto eol = data.find("\r\n");
+    if (eol == std::string_view::npos) {
+        return false;
+    }
+    const std::string_view line = data.substr(0, eol);
+    const auto sp1 = line.find(' ');
+    const auto sp2 = line.rfind(' ');
+    if (sp1 == std::string_view::npos || sp1 == 0 || sp2 == sp1 || sp2 == sp1 + 1) {
+        return false;
+    }
+    const std::string_view version = line.substr(sp2 + 1);
+    return version.size() == 8 && version.starts_with("HTTP/1.");
+}
+
+int status_for(llhttp_errno_t err, std::string_view data) {
     switch (err) {
     case HPE_INVALID_VERSION: return 505;
-    case HPE_INVALID_METHOD: return 501;
+    case HPE_INVALID_METHOD: return looks_like_request_line(data) ? 501 : 400;
     default: return 400;
     }
 }
@@ -52,6 +69,7 @@ std::size_t RequestParser::feed(const char* data, std::size_t len) {
     if (state_ == State::complete || state_ == State::error || len == 0) {
         return 0;
     }
+    feed_begin_ = data;
     const llhttp_errno_t err = llhttp_execute(&parser_, data, len);
     if (err == HPE_OK) {
         return len;
@@ -67,7 +85,7 @@ std::size_t RequestParser::feed(const char* data, std::size_t len) {
         return consumed;
     }
     if (state_ != State::error) {
-        fail(status_for(err), llhttp_get_error_reason(&parser_));
+        fail(status_for(err, {data, len}), llhttp_get_error_reason(&parser_));
     }
     return consumed;
 }
@@ -83,6 +101,7 @@ void RequestParser::next_message() {
     body_.clear();
     body_received_ = 0;
     trailer_bytes_ = 0;
+    host_fields_ = 0;
     message_begun_ = false;
     field_open_ = false;
     state_ = State::head;
@@ -118,6 +137,11 @@ int RequestParser::on_url(llhttp_t* p, const char* at, std::size_t len) {
     auto* self = static_cast<RequestParser*>(p->data);
     auto& head = self->head_;
     if (head.target.length == 0) {
+        // RFC 9112 3: exactly one SP between method and target; llhttp skips extras.
+        if (at >= self->feed_begin_ + 2 && at[-1] == ' ' && at[-2] == ' ') {
+            self->fail(400, "more than one space in the request line");
+            return HPE_USER;
+        }
         head.target.offset = static_cast<std::uint32_t>(head.bytes.size());
     }
     if (!self->append_head(at, len)) {
@@ -177,6 +201,13 @@ int RequestParser::on_header_value(llhttp_t* p, const char* at, std::size_t len)
         }
         return 0;
     }
+    auto& value = self->head_.headers.back().value;
+    if (value.length > 0 && at != self->feed_begin_) {
+        // A second piece of one value inside one feed: llhttp joined an obs-fold
+        // continuation line. RFC 9112 5.2 lets us reject it; ambiguity is refused.
+        self->fail(400, "obsolete line folding in a header field");
+        return HPE_USER;
+    }
     for (std::size_t i = 0; i < len; ++i) {
         const char c = at[i];
         if (c == '\r' || c == '\n' || c == '\0') { // obs-fold or a stray control byte
@@ -206,6 +237,9 @@ int RequestParser::on_header_value_complete(llhttp_t* p) {
         }
         --field.value.length;
     }
+    if (iequals(head.view(field.name), "host")) {
+        ++self->host_fields_;
+    }
     if (iequals(head.view(field.name), "expect") &&
         iequals(head.view(field.value), "100-continue")) {
         head.expect_continue = true;
@@ -232,6 +266,11 @@ int RequestParser::on_headers_complete(llhttp_t* p) {
         return -1;
     }
     const bool http11 = head.version_minor >= 1;
+    // RFC 9112 3.2: an HTTP/1.1 request has exactly one Host field.
+    if ((http11 && self->host_fields_ == 0) || self->host_fields_ > 1) {
+        self->fail(400, self->host_fields_ == 0 ? "missing Host header" : "more than one Host header");
+        return -1;
+    }
     head.keep_alive = http11 ? (p->flags & F_CONNECTION_CLOSE) == 0
                              : (p->flags & F_CONNECTION_KEEP_ALIVE) != 0;
     head.chunked = (p->flags & F_CHUNKED) != 0;

@@ -105,6 +105,8 @@ private:
     std::string body_;
     std::uint64_t body_received_ = 0;
     std::size_t trailer_bytes_ = 0;
+    std::size_t host_fields_ = 0;
+    const char* feed_begin_ = nullptr; // start of the bytes of the current feed()
     State state_ = State::head;
     bool message_begun_ = false;
     bool field_open_ = false;

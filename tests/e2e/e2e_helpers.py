@@ -493,9 +493,14 @@ class RawHTTP:
 
     MAX_HEAD = 256 * 1024
 
-    def __init__(self, port: int, host: str = HOST, timeout: float = SOCKET_TIMEOUT):
+    def __init__(self, port: int, host: str = HOST, timeout: float = SOCKET_TIMEOUT, unix_path: str | None = None):
         self.port = port
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        if unix_path is not None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(unix_path)
+        else:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
         self.buf = b""
         self.eof = False
 

@@ -7,7 +7,17 @@ import socket
 
 import pytest
 
-from e2e_helpers import APPS_DIR, HOST, assert_serves, free_port, http_get, run_cli, server_argv, wait_until
+from e2e_helpers import (
+    APPS_DIR,
+    HOST,
+    RawHTTP,
+    assert_serves,
+    free_port,
+    http_get,
+    run_cli,
+    server_argv,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -232,3 +242,37 @@ def test_logs_go_to_stderr(server_factory, token):
     http_get(server.port, f"/errors-log?msg={token}")
     server.wait_for_log(token)
     assert token not in server.stdout()
+
+
+def test_env_list_and_boolean_variables(server_factory):
+    server = server_factory.start(
+        "wsgi_app:create_app",
+        env={"APPSERVER_FACTORY": "true", "APPSERVER_ENV": "E2E_ONE=1 E2E_TWO=two"},
+    )
+    resp = http_get(server.port, "/osenv?key=E2E_TWO")
+    assert resp.header("X-Factory") == "1"
+    assert json.loads(resp.body)["value"] == "two"
+    assert json.loads(http_get(server.port, "/osenv?key=E2E_ONE").body)["value"] == "1"
+
+
+def test_unix_domain_socket(server_factory, tmp_path):
+    path = tmp_path / "appserver.sock"
+    server = server_factory.start(
+        argv_override=["--uds", str(path), "--working-dir", str(APPS_DIR), "wsgi_app:app"], wait=False
+    )
+
+    def connectable():
+        assert server.alive(), f"server exited:\n{server.log_tail()}"
+        if not path.exists():
+            return False
+        try:
+            RawHTTP(0, unix_path=str(path)).close()
+            return True
+        except OSError:
+            return False
+
+    wait_until(connectable, 30, "the unix socket to accept connections")
+    with RawHTTP(0, unix_path=str(path)) as c:
+        resp = c.request("GET", "/environ/uds")
+    assert resp.status == 200
+    assert json.loads(resp.body)["environ"]["PATH_INFO"] == "/environ/uds"

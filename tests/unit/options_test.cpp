@@ -61,11 +61,8 @@ std::string parse_error(Args args, const Env& env = {}) {
         ADD_FAILURE() << "no error output";
         return "";
     }
-    EXPECT_LE(lines.size(), 2U) << outcome.output;
+    EXPECT_EQ(lines.size(), 1U) << outcome.output;
     EXPECT_EQ(lines[0].rfind("appserver: error: ", 0), 0U) << lines[0];
-    if (lines.size() == 2) {
-        EXPECT_EQ(lines[1], "Run 'appserver --help' for usage.");
-    }
     return lines[0];
 }
 

@@ -1,0 +1,129 @@
+"""Limits and deadlines: body size, header count, stalled heads and bodies, graceful timeout.
+
+Deadlines are configured short (1 s) and only bounded from above by the socket timeout:
+the tests check that a stalled peer is dealt with, never how fast."""
+
+import signal
+
+import pytest
+
+from e2e_helpers import (
+    RawHTTP,
+    assert_serves,
+    build_request,
+    chunked_body,
+    descendants_of,
+    pid_alive,
+    wait_for_file,
+    wait_until,
+)
+
+pytestmark = pytest.mark.timeout(90)
+
+
+@pytest.fixture(scope="module")
+def limited_server(module_server_factory):
+    return module_server_factory.start(
+        "wsgi_app:app",
+        [
+            "--max-body-size", "1000",
+            "--max-headers", "20",
+            "--header-read-timeout", "1",
+            "--read-timeout", "1",
+        ],
+    )
+
+
+def test_body_at_limit_is_accepted(limited_server):
+    with RawHTTP(limited_server.port) as c:
+        resp = c.request("POST", "/echo", body=b"b" * 1000)
+    assert resp.status == 200 and resp.body == b"b" * 1000
+
+
+def test_declared_body_over_limit_is_413_without_calling_app(limited_server, token):
+    with RawHTTP(limited_server.port) as c:
+        c.send(build_request("POST", f"/mark?token={token}", body=b"b" * 1001, port=limited_server.port), tolerate_close=True)
+        resp = c.read_response()
+        assert resp.status == 413, resp
+        assert c.wait_closed()
+    assert_serves(limited_server)
+    assert not limited_server.marker(f"ran-{token}").exists()
+
+
+def test_chunked_body_over_limit_is_413(limited_server):
+    with RawHTTP(limited_server.port) as c:
+        c.send(
+            build_request("POST", "/input/read", [("Transfer-Encoding", "chunked")], port=limited_server.port)
+            + chunked_body(b"c" * 1500, [500]),
+            tolerate_close=True,
+        )
+        resp = c.read_response()
+        assert resp.status == 413, resp
+        assert c.wait_closed()
+    assert_serves(limited_server)
+
+
+def test_too_many_headers_is_431(limited_server):
+    with RawHTTP(limited_server.port) as c:
+        c.send(build_request("GET", "/hello", [(f"X-H{i}", "v") for i in range(25)], port=limited_server.port))
+        resp = c.read_response()
+        assert resp.status == 431, resp
+        assert c.wait_closed()
+    assert_serves(limited_server)
+
+
+def test_stalled_request_head_is_closed(limited_server):
+    with RawHTTP(limited_server.port) as c:
+        c.send(b"GET /hello HTTP/1.1\r\nHost: x\r\n")  # ... and nothing more
+        resp = c.read_response_or_eof()
+        if resp is not None:
+            assert resp.status == 408, resp
+            assert c.wait_closed()
+    assert_serves(limited_server)
+
+
+def test_idle_connection_without_request_is_closed(limited_server):
+    with RawHTTP(limited_server.port) as c:
+        resp = c.read_response_or_eof()
+        assert resp is None or resp.status == 408, resp
+
+
+def test_stalled_body_unblocks_the_reading_app(limited_server, token):
+    port = limited_server.port
+    with RawHTTP(port) as c:
+        c.send(
+            build_request(
+                "POST",
+                f"/input/guarded?token={token}",
+                [("Content-Length", "100"), ("Expect", "100-continue")],
+                port=port,
+            )
+        )
+        assert c.read_response(return_interim=True).status == 100
+        c.send(b"x" * 10)  # then stall without closing
+        outcome = wait_for_file(limited_server.marker(f"read-{token}"), timeout=20)
+        assert outcome.startswith("raised:"), f"a stalled body must make read() fail, got {outcome}"
+        # Whatever the app answered, the connection cannot be reused: its framing is broken.
+        resp = c.read_response_or_eof()
+        if resp is not None:
+            assert c.wait_closed()
+    assert_serves(limited_server)
+
+
+def test_graceful_timeout_bounds_shutdown(server_factory, token):
+    server = server_factory.start(args=["--graceful-timeout", "1", "--blocking-threads", "2"])
+    family = descendants_of(server.pid)
+    c = RawHTTP(server.port, timeout=30)
+    c.send(build_request("GET", f"/block?token={token}", port=server.port))
+    wait_for_file(server.marker(f"started-{token}"), timeout=20)
+    try:
+        server.send_signal(signal.SIGTERM)
+        code = server.wait_exit(20)
+        assert code is not None, "a request that never finishes must not hold shutdown past --graceful-timeout"
+        wait_until(lambda: not any(pid_alive(p) for p in family), 10, "workers to exit")
+        # The stuck request was cut: the client sees the connection end (maybe after an error).
+        resp = c.read_response_or_eof()
+        assert resp is None or resp.status >= 500, resp
+    finally:
+        server.marker(f"release-{token}").write_text("go")
+        c.close()
