@@ -38,7 +38,7 @@ constexpr std::string_view env_prefix = "APPSERVER_";
 constexpr std::string_view usage_hint = " (see 'appserver --help')";
 
 constexpr std::string_view app_description =
-    "appserver: a WSGI application server with a bounded request queue and built-in metrics.";
+    "appserver: a WSGI application server with a C++ core and a bounded request queue.";
 constexpr std::string_view target_name = "TARGET";
 constexpr std::string_view target_help =
     "The WSGI application as module:attribute, e.g. mysite.wsgi:application. The module part "
