@@ -273,6 +273,9 @@ int RequestParser::on_headers_complete(llhttp_t* p) {
     }
     head.keep_alive = http11 ? (p->flags & F_CONNECTION_CLOSE) == 0
                              : (p->flags & F_CONNECTION_KEEP_ALIVE) != 0;
+    if (p->upgrade != 0) {
+        head.keep_alive = false; // no protocol switch under WSGI: answer, then close
+    }
     head.chunked = (p->flags & F_CHUNKED) != 0;
     head.has_content_length = (p->flags & F_CONTENT_LENGTH) != 0;
     head.content_length = head.has_content_length ? p->content_length : 0;

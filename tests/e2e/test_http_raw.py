@@ -93,6 +93,20 @@ def test_http11_connection_close(app_server):
         assert c.wait_closed()
 
 
+def test_requests_after_connection_close_are_not_processed(app_server, token):
+    port = app_server.port
+    with RawHTTP(port) as c:
+        c.send(
+            build_request("GET", f"/mark?token={token}-a", [("Connection", "close")], port=port)
+            + build_request("GET", f"/mark?token={token}-b", port=port)
+        )
+        assert c.read_response().status == 200
+        assert c.wait_closed(), "nothing may follow the response to a Connection: close request"
+    assert_serves(app_server)
+    assert app_server.marker(f"ran-{token}-a").exists()
+    assert not app_server.marker(f"ran-{token}-b").exists()
+
+
 def test_http10_closes_by_default(app_server):
     with RawHTTP(app_server.port) as c:
         resp = c.request("GET", "/hello", version="1.0")

@@ -94,6 +94,56 @@ def test_blocking_threads_serve_concurrently(server_factory, token):
     blocked.close()
 
 
+@pytest.mark.parametrize("how", ["exit", "abort"])
+def test_worker_dying_mid_request_is_replaced(server_factory, token, how):
+    server = server_factory.start(args=["--workers", "1"])
+    (old,) = wait_until(lambda: (w := server.workers()) and len(w) == 1 and w, 20, "1 worker")
+    with RawHTTP(server.port) as c:
+        c.send(build_request("GET", f"/crash?token={token}&how={how}", port=server.port))
+        # Nobody is left to answer: the connection ends without a (complete) response.
+        resp = c.read_response_or_eof()
+        assert resp is None or resp.status >= 500, resp
+    wait_for_file(server.marker(f"crashing-{token}"))
+    wait_until(lambda: (w := server.workers()) and len(w) == 1 and old not in w, 20, "a replacement worker")
+    wait_until(lambda: _serves(server), 20, "the replacement worker to serve")
+    assert server.alive()
+
+
+def _serves(server) -> bool:
+    try:
+        return http_get(server.port, "/hello").status == 200
+    except OSError:
+        return False
+
+
+def test_many_concurrent_clients(server_factory):
+    server = server_factory.start(args=["--workers", "2", "--blocking-threads", "4"])
+    failures = []
+
+    def client(n):
+        try:
+            with RawHTTP(server.port, timeout=30) as c:
+                for i in range(25):
+                    if i % 2:
+                        body = f"client {n} request {i} ".encode() * (i + 1)
+                        resp = c.request("POST", "/echo", body=body)
+                        assert resp.body == body, (n, i)
+                    else:
+                        resp = c.request("GET", f"/environ/c{n}?i={i}")
+                        env = json.loads(resp.body)["environ"]
+                        assert (env["PATH_INFO"], env["QUERY_STRING"]) == (f"/environ/c{n}", f"i={i}")
+        except Exception as e:  # noqa: BLE001 - collected and reported
+            failures.append(f"client {n}: {e!r}")
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(32)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=90)
+    assert not failures, failures[:5]
+    assert not any(t.is_alive() for t in threads)
+
+
 # ---------------------------------------------------------------- signals
 
 
@@ -123,6 +173,24 @@ def test_sigterm_stops_accepting_new_connections(server_factory, token):
         release(server, token)
     assert blocked.read_response().status == 200
     blocked.close()
+    assert server.wait_exit(30) == 0
+
+
+def test_sigterm_closes_idle_keep_alive_while_request_in_flight(server_factory, token):
+    server = server_factory.start(args=["--workers", "1", "--blocking-threads", "2", "--keep-alive-timeout", "300"])
+    idle = RawHTTP(server.port, timeout=15)
+    assert idle.request("GET", "/hello").status == 200
+    blocked = start_blocked_request(server, token)
+    server.send_signal(signal.SIGTERM)
+    try:
+        assert idle.wait_closed(), "idle keep-alive connection not closed at shutdown"
+        assert not server.marker(f"finished-{token}").exists()
+    finally:
+        release(server, token)
+        idle.close()
+    resp = blocked.read_response()
+    blocked.close()
+    assert resp.status == 200
     assert server.wait_exit(30) == 0
 
 

@@ -87,6 +87,8 @@ def test_content_type_and_length_without_http_prefix(app_server):
         ("/environ/%FFx", b"/environ/\xffx"),
         ("/environ/a%2Fb", b"/environ/a/b"),
         ("/environ/%7euser", b"/environ/~user"),
+        ("/environ/a+b", b"/environ/a+b"),
+        ("/environ/%25", b"/environ/%"),
         ("/environ/", b"/environ/"),
     ],
 )
@@ -161,6 +163,14 @@ def test_header_value_whitespace_trimmed(app_server):
         )
         env = environ_of(c.read_response())["environ"]
     assert env["HTTP_X_PADDED"] == "padded value"
+
+
+def test_empty_and_tab_header_values(app_server):
+    with RawHTTP(app_server.port) as c:
+        c.send(b"GET /environ HTTP/1.1\r\nHost: x\r\nX-Empty:\r\nX-Tab: a\tb\r\n\r\n")
+        env = environ_of(c.read_response())["environ"]
+    assert env["HTTP_X_EMPTY"] == ""
+    assert env["HTTP_X_TAB"] == "a\tb"
 
 
 def test_non_ascii_header_value_is_latin1_str(app_server):

@@ -1,5 +1,6 @@
 """PEP 3333 responses: start_response, write(), iterables and close(), file_wrapper, errors."""
 
+import hashlib
 import random
 
 import httpx
@@ -145,6 +146,38 @@ def test_exc_info_after_headers_sent_reraises_and_aborts(app_server, token):
     assert_serves(app_server)
 
 
+def test_exc_info_after_only_empty_chunks_replaces_response(app_server, token):
+    # An empty chunk sends nothing, so the headers are still replaceable.
+    resp = http_get(app_server.port, f"/exc-info-after-empty?token={token}")
+    assert resp.status == 502, resp
+    assert resp.header("X-Replaced") == "1"
+    assert resp.header("X-First") is None
+    assert resp.body == b"replaced-after-empty"
+    assert_closed_marker(app_server, token)
+
+
+def test_close_raising_is_logged_and_harmless(app_server, token):
+    resp = http_get(app_server.port, f"/close-raises?token={token}")
+    assert resp.status == 200 and resp.body == b"body"
+    assert_closed_marker(app_server, token)
+    app_server.wait_for_log(f"close failure {token}")
+    assert_serves(app_server)
+
+
+def test_large_streamed_body(app_server):
+    block = pattern(65536)
+    resp = http_get(app_server.port, "/big-stream?mib=20")
+    assert resp.status == 200
+    assert len(resp.body) == 20 * 1024 * 1024
+    assert hashlib.sha256(resp.body).hexdigest() == hashlib.sha256(block * 320).hexdigest()
+
+
+def test_single_content_length_and_a_date(app_server):
+    resp = http_get(app_server.port, "/hello")
+    assert resp.header_all("Content-Length") == ["14"]
+    assert resp.header("Date"), "an origin server with a clock sends Date"
+
+
 def test_start_response_twice_without_exc_info_raises(app_server):
     resp = http_get(app_server.port, "/start-response-twice")
     assert resp.status == 200
@@ -182,6 +215,15 @@ def test_file_wrapper(app_server, token, kind, size, seek, cl):
         nxt = None if resp.server_closes else c.read_response_or_eof()
         if nxt is not None:
             assert nxt.body == b"Hello, world!\n", "bytes beyond Content-Length leaked into the connection"
+    assert_closed_marker(app_server, token)
+
+
+def test_file_wrapper_iterated_by_middleware(app_server, token):
+    # The app re-wraps the file_wrapper in a generator: the server can only iterate it.
+    data = pattern(300_000)
+    resp = http_get(app_server.port, f"/file-wrapper?kind=real&size=300000&wrap=1&token={token}")
+    assert resp.status == 200
+    assert resp.body == data
     assert_closed_marker(app_server, token)
 
 
@@ -238,6 +280,8 @@ BAD_HEADER_KINDS = [
     "name-empty",
     "name-bytes",
     "not-a-pair",
+    "content-length-letters",
+    "content-length-negative",
 ]
 
 

@@ -1,1 +1,829 @@
-// placeholder
+// Unit tests for the llhttp request adapter (src/http/parser.hpp): framing, limits, keep-alive
+// rules and the status each malformed request maps to. Where llhttp and RFC 9112 disagree,
+// these tests assert the RFC.
+#include "http/parser.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace {
+
+using appserver::http::ParserLimits;
+using appserver::http::RequestHead;
+using appserver::http::RequestParser;
+using State = RequestParser::State;
+using namespace std::string_literals;
+
+// Feeds all of s at once; returns what feed() reported as consumed.
+std::size_t feed(RequestParser& p, std::string_view s) {
+    return p.feed(s.data(), s.size());
+}
+
+// Feeds s one byte at a time, as a very slow client would, until the parser stops taking
+// bytes (message complete or error). Returns the total consumed.
+std::size_t feed_bytewise(RequestParser& p, std::string_view s) {
+    std::size_t total = 0;
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (p.state() == State::complete || p.state() == State::error) {
+            break;
+        }
+        const std::size_t n = p.feed(s.data() + i, 1);
+        EXPECT_LE(n, 1U);
+        total += n;
+        if (n == 0) {
+            break;
+        }
+    }
+    return total;
+}
+
+// Feeds s in as many pieces as feeding one byte at a time; stops at a message end.
+std::size_t feed_split(RequestParser& p, std::string_view s, std::size_t at) {
+    std::size_t n = p.feed(s.data(), at);
+    if (n == at && p.state() != State::complete && p.state() != State::error) {
+        n += p.feed(s.data() + at, s.size() - at);
+    }
+    return n;
+}
+
+std::vector<std::pair<std::string, std::string>> headers_of(const RequestHead& h) {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (const auto& f : h.headers) {
+        out.emplace_back(std::string(h.view(f.name)), std::string(h.view(f.value)));
+    }
+    return out;
+}
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+// Parses a complete request fed at once and asserts it parsed cleanly.
+struct Parsed {
+    State state;
+    int status;
+    std::string reason;
+    std::size_t consumed;
+};
+
+Parsed parse(std::string_view s, const ParserLimits& limits = {}) {
+    RequestParser p(limits);
+    const std::size_t n = feed(p, s);
+    return {p.state(), p.error_status(), p.error_reason(), n};
+}
+
+// The error status a request earns, or 0 when it parses (complete or waiting for a body).
+int status_of(std::string_view s, const ParserLimits& limits = {}) {
+    const Parsed r = parse(s, limits);
+    return r.state == State::error ? r.status : 0;
+}
+
+int status_of_bytewise(std::string_view s, const ParserLimits& limits = {}) {
+    RequestParser p(limits);
+    feed_bytewise(p, s);
+    return p.state() == State::error ? p.error_status() : 0;
+}
+
+const std::string simple_get = "GET / HTTP/1.1\r\nHost: example.com\r\n\r\n";
+
+const std::string rich_get = "GET /search/caf%C3%A9?q=a%20b&x=1 HTTP/1.1\r\n"
+                             "Host: example.com:8080\r\n"
+                             "User-Agent: unit-test/1.0\r\n"
+                             "Accept: text/html, application/json;q=0.9\r\n"
+                             "X-Empty:\r\n"
+                             "X-Padded:    padded value\t \r\n"
+                             "Cookie: a=1; b=2\r\n"
+                             "\r\n";
+
+void expect_rich_get(RequestParser& p) {
+    ASSERT_EQ(p.state(), State::complete) << p.error_reason();
+    const RequestHead& h = p.head();
+    EXPECT_EQ(h.method, HTTP_GET);
+    EXPECT_EQ(h.method_name(), "GET");
+    EXPECT_EQ(h.target_view(), "/search/caf%C3%A9?q=a%20b&x=1");
+    EXPECT_EQ(h.version_major, 1);
+    EXPECT_EQ(h.version_minor, 1);
+    EXPECT_TRUE(h.keep_alive);
+    EXPECT_FALSE(h.has_body());
+    EXPECT_FALSE(h.chunked);
+    EXPECT_FALSE(h.has_content_length);
+    EXPECT_FALSE(h.expect_continue);
+    const Headers expected = {
+        {"Host", "example.com:8080"},
+        {"User-Agent", "unit-test/1.0"},
+        {"Accept", "text/html, application/json;q=0.9"},
+        {"X-Empty", ""},
+        {"X-Padded", "padded value"},
+        {"Cookie", "a=1; b=2"},
+    };
+    EXPECT_EQ(headers_of(h), expected);
+    EXPECT_TRUE(p.body().empty());
+}
+
+// ---- well-formed requests --------------------------------------------------------------
+
+TEST(RequestParser, FreshParserIsIdleAndWaitingForAHead) {
+    RequestParser p;
+    EXPECT_EQ(p.state(), State::head);
+    EXPECT_TRUE(p.idle());
+    EXPECT_FALSE(p.head_done());
+    EXPECT_EQ(feed(p, ""), 0U);
+    EXPECT_TRUE(p.idle());
+}
+
+TEST(RequestParser, SimpleGet) {
+    RequestParser p;
+    EXPECT_EQ(feed(p, simple_get), simple_get.size());
+    ASSERT_EQ(p.state(), State::complete) << p.error_reason();
+    EXPECT_TRUE(p.head_done());
+    EXPECT_FALSE(p.idle());
+    const RequestHead& h = p.head();
+    EXPECT_EQ(h.method, HTTP_GET);
+    EXPECT_EQ(h.method_name(), "GET");
+    EXPECT_EQ(h.target_view(), "/");
+    EXPECT_EQ(h.version_major, 1);
+    EXPECT_EQ(h.version_minor, 1);
+    EXPECT_TRUE(h.keep_alive);
+    EXPECT_FALSE(h.has_body());
+    EXPECT_EQ(headers_of(h), (Headers{{"Host", "example.com"}}));
+    EXPECT_EQ(p.body_received(), 0U);
+}
+
+TEST(RequestParser, RequestTargetAndHeaderValues) {
+    RequestParser p;
+    EXPECT_EQ(feed(p, rich_get), rich_get.size());
+    expect_rich_get(p);
+}
+
+TEST(RequestParser, OtherMethodsAndTargetForms) {
+    {
+        RequestParser p;
+        feed(p, "HEAD /x HTTP/1.1\r\nHost: a\r\n\r\n");
+        ASSERT_EQ(p.state(), State::complete);
+        EXPECT_EQ(p.head().method, HTTP_HEAD);
+        EXPECT_EQ(p.head().method_name(), "HEAD");
+    }
+    {
+        RequestParser p;
+        feed(p, "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
+        ASSERT_EQ(p.state(), State::complete) << p.error_reason();
+        EXPECT_EQ(p.head().method, HTTP_OPTIONS);
+        EXPECT_EQ(p.head().target_view(), "*");
+    }
+    {
+        RequestParser p;
+        feed(p, "GET http://example.com/p?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n");
+        ASSERT_EQ(p.state(), State::complete) << p.error_reason();
+        EXPECT_EQ(p.head().target_view(), "http://example.com/p?q=1");
+    }
+    {
+        RequestParser p;
+        feed(p, "DELETE /item/7 HTTP/1.1\r\nHost: a\r\n\r\n");
+        ASSERT_EQ(p.state(), State::complete);
+        EXPECT_EQ(p.head().method, HTTP_DELETE);
+        EXPECT_EQ(p.head().method_name(), "DELETE");
+    }
+}
+
+TEST(RequestParser, HeaderValueWhitespaceIsTrimmed) {
+    RequestParser p;
+    feed(p, "GET / HTTP/1.1\r\nHost: a\r\nX-A:   v  a \t \r\nX-B: \t\tb\t\r\nX-C:   \r\n\r\n");
+    ASSERT_EQ(p.state(), State::complete) << p.error_reason();
+    const Headers expected = {{"Host", "a"}, {"X-A", "v  a"}, {"X-B", "b"}, {"X-C", ""}};
+    EXPECT_EQ(headers_of(p.head()), expected);
+}
+
+TEST(RequestParser, ObsTextInHeaderValueIsKept) {
+    RequestParser p;
+    feed(p, "GET / HTTP/1.1\r\nHost: a\r\nX-Name: caf\xe9\r\n\r\n");
+    ASSERT_EQ(p.state(), State::complete) << p.error_reason();
+    EXPECT_EQ(headers_of(p.head())[1].second, "caf\xe9");
+}
+
+TEST(RequestParser, LeadingEmptyLineBeforeRequestIsIgnored) {
+    // RFC 9112 2.2: a server SHOULD ignore at least one empty line before the request-line.
+    RequestParser p;
+    EXPECT_EQ(feed(p, "\r\n"), 2U);
+    EXPECT_EQ(p.state(), State::head);
+    EXPECT_TRUE(p.idle());
+    feed(p, simple_get);
+    ASSERT_EQ(p.state(), State::complete) << p.error_reason();
+    EXPECT_EQ(p.head().target_view(), "/");
+}
+
+// ---- feeding in pieces ---------------------------------------------------------------
+
+TEST(RequestParser, HeadFedOneByteAtATime) {
+    RequestParser p;
+    EXPECT_EQ(feed_bytewise(p, rich_get), rich_get.size());
+    expect_rich_get(p);
+}
+
+TEST(RequestParser, HeadSplitAtEveryByteBoundary) {
+    for (std::size_t at = 0; at <= rich_get.size(); ++at) {
+        SCOPED_TRACE("split at " + std::to_string(at));
+        RequestParser p;
+        EXPECT_EQ(feed_split(p, rich_get, at), rich_get.size());
+        expect_rich_get(p);
+    }
+}
+
+TEST(RequestParser, BodiesFedOneByteAtATime) {
+    {
+        const std::string req =
+            "POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world";
+        RequestParser p;
+        EXPECT_EQ(feed_bytewise(p, req), req.size());
+        ASSERT_EQ(p.state(), State::complete) << p.error_reason();
+        EXPECT_EQ(p.body(), "hello world");
+        EXPECT_EQ(p.body_received(), 11U);
+    }
+    {
+        const std::string req = "POST /u HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                "5;x=y\r\nhello\r\n6\r\n world\r\n0\r\nT: v\r\n\r\n";
+        RequestParser p;
+        EXPECT_EQ(feed_bytewise(p, req), req.size());
+        ASSERT_EQ(p.state(), State::complete) << p.error_reason();
+        EXPECT_EQ(p.body(), "hello world");
+        EXPECT_EQ(p.body_received(), 11U);
+    }
+}
+
+// ---- keep-alive (RFC 9112 9.3) ---------------------------------------------------------
+
+bool keep_alive_of(std::string_view req) {
+    RequestParser p;
+    feed(p, req);
+    EXPECT_EQ(p.state(), State::complete) << req << ": " << p.error_reason();
+    return p.head().keep_alive;
+}
+
+TEST(RequestParser, KeepAliveRules) {
+    EXPECT_TRUE(keep_alive_of("GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+    EXPECT_FALSE(keep_alive_of("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"));
+    EXPECT_FALSE(keep_alive_of("GET / HTTP/1.1\r\nHost: a\r\nConnection: CLOSE\r\n\r\n"));
+    EXPECT_FALSE(keep_alive_of("GET / HTTP/1.1\r\nHost: a\r\nConnection: foo, close\r\n\r\n"));
+    EXPECT_TRUE(keep_alive_of("GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n"));
+    EXPECT_FALSE(keep_alive_of("GET / HTTP/1.0\r\n\r\n"));
+    EXPECT_TRUE(keep_alive_of("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+    EXPECT_TRUE(keep_alive_of("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+    EXPECT_TRUE(keep_alive_of("GET / HTTP/1.0\r\nConnection: foo, keep-alive\r\n\r\n"));
+}
+
+TEST(RequestParser, CloseWinsOverKeepAliveOnHttp10) {
+    // RFC 9112 9.3: "close" present -> the connection does not persist, whatever the version.
+    EXPECT_FALSE(keep_alive_of("GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n"));
+    EXPECT_FALSE(keep_alive_of("GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, close\r\n\r\n"));
+}
+
+TEST(RequestParser, Http10WithTransferEncodingClosesTheConnection) {
+    // RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has faulty framing; the
+    // server MUST close the connection after processing it, keep-alive or not.
+    RequestParser p;
+    feed(p, "POST / HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "0\r\n\r\n");
+    if (p.state() == State::error) {
+        EXPECT_EQ(p.error_status(), 400); // rejecting it is fine too
+    } else {
+        ASSERT_EQ(p.state(), State::complete);
+        EXPECT_FALSE(p.head().keep_alive);
+    }
+}
+
+// ---- bodies ----------------------------------------------------------------------------
+
+TEST(RequestParser, ContentLengthBodyIsStaged) {
+    const std::string req = "POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n"
+                            "Content-Type: text/plain\r\n\r\nhello world";
+    RequestParser p;
+    EXPECT_EQ(feed(p, req), req.size());
+    ASSERT_EQ(p.state(), State::complete) << p.error_reason();
+    const RequestHead& h = p.head();
+    EXPECT_EQ(h.method, HTTP_POST);
+    EXPECT_TRUE(h.has_content_length);
+    EXPECT_EQ(h.content_length, 11U);
+    EXPECT_FALSE(h.chunked);
+    EXPECT_TRUE(h.has_body());
+    EXPECT_EQ(p.body(), "hello world");
+    EXPECT_EQ(p.body_received(), 11U);
+}
+
+TEST(RequestParser, BodyArrivesAfterTheHead) {
+    const std::string head = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n";
+    RequestParser p;
+    EXPECT_EQ(feed(p, head), head.size());
+    EXPECT_EQ(p.state(), State::body);
+    EXPECT_TRUE(p.head_done());
+    EXPECT_FALSE(p.idle());
+    EXPECT_TRUE(p.body().empty());
+    EXPECT_EQ(feed(p, "0123"), 4U);
+    EXPECT_EQ(p.state(), State::body);
+    EXPECT_EQ(p.body(), "0123");
+    p.body().clear(); // the consumer took them
+    EXPECT_EQ(feed(p, "456789"), 6U);
+    EXPECT_EQ(p.state(), State::complete);
+    EXPECT_EQ(p.body(), "456789");
+    EXPECT_EQ(p.body_received(), 10U);
+}
+
+TEST(RequestParser, ZeroContentLengthHasNoBody) {
+    RequestParser p;
+    feed(p, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n");
+    ASSERT_EQ(p.state(), State::complete);
+    EXPECT_TRUE(p.head().has_content_length);
+    EXPECT_EQ(p.head().content_length, 0U);
+    EXPECT_FALSE(p.head().has_body());
+}
+
+TEST(RequestParser, ChunkedBodyWithExtensionsAndTrailers) {
+    const std::string req = "POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                            "5;ext=1\r\nhello\r\n"
+                            "6;name;q=\"quoted value\"\r\n world\r\n"
+                            "A\r\n0123456789\r\n"
+                            "0\r\n"
+                            "X-Trailer: t\r\n"
+                            "X-Other: u\r\n"
+                            "\r\n";
+    RequestParser p;
+    EXPECT_EQ(feed(p, req), req.size());
+    ASSERT_EQ(p.state(), State::complete) << p.error_reason();
+    const RequestHead& h = p.head();
+    EXPECT_TRUE(h.chunked);
+    EXPECT_FALSE(h.has_content_length);
+    EXPECT_TRUE(h.has_body());
+    EXPECT_EQ(p.body(), "hello world0123456789");
+    EXPECT_EQ(p.body_received(), 21U);
+    // Trailer fields are dropped: only the head's fields are there.
+    EXPECT_EQ(headers_of(h), (Headers{{"Host", "a"}, {"Transfer-Encoding", "chunked"}}));
+}
+
+TEST(RequestParser, ChunkedBodySplitAtEveryByteBoundary) {
+    const std::string req = "POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                            "5;ext=1\r\nhello\r\n1\r\n!\r\n0\r\nX-Trailer: t\r\n\r\n";
+    for (std::size_t at = 0; at <= req.size(); ++at) {
+        SCOPED_TRACE("split at " + std::to_string(at));
+        RequestParser p;
+        EXPECT_EQ(feed_split(p, req, at), req.size());
+        ASSERT_EQ(p.state(), State::complete) << p.error_reason();
+        EXPECT_EQ(p.body(), "hello!");
+        EXPECT_EQ(p.head().headers.size(), 2U);
+    }
+}
+
+TEST(RequestParser, ChunkedWithSeveralTokenExtensions) {
+    // RFC 9112 7.1.1: chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+    // so several name=token extensions on one chunk are valid.
+    RequestParser p;
+    feed(p, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "5;a=1;b=2\r\nhello\r\n0\r\n\r\n");
+    EXPECT_EQ(p.state(), State::complete) << p.error_status() << " " << p.error_reason();
+    EXPECT_EQ(p.body(), "hello");
+}
+
+TEST(RequestParser, ChunkedBodyOnlyZeroChunk) {
+    RequestParser p;
+    feed(p, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n");
+    ASSERT_EQ(p.state(), State::complete) << p.error_reason();
+    EXPECT_TRUE(p.body().empty());
+    EXPECT_EQ(p.body_received(), 0U);
+}
+
+// ---- pipelining ------------------------------------------------------------------------
+
+TEST(RequestParser, PipelinedRequestsStopAfterEachMessage) {
+    const std::string first = "GET /a HTTP/1.1\r\nHost: a\r\n\r\n";
+    const std::string second = "POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc";
+    const std::string third = "POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              "2\r\nxy\r\n0\r\n\r\n";
+    const std::string fourth = "GET /d HTTP/1.0\r\n\r\n";
+    const std::string all = first + second + third + fourth;
+
+    RequestParser p;
+    std::size_t off = feed(p, all);
+    EXPECT_EQ(off, first.size());
+    ASSERT_EQ(p.state(), State::complete);
+    EXPECT_EQ(p.head().target_view(), "/a");
+    // A complete message takes no more bytes until next_message().
+    EXPECT_EQ(p.feed(all.data() + off, all.size() - off), 0U);
+    EXPECT_EQ(p.head().target_view(), "/a");
+
+    p.next_message();
+    EXPECT_TRUE(p.idle());
+    EXPECT_TRUE(p.body().empty());
+    EXPECT_EQ(p.body_received(), 0U);
+    std::size_t n = p.feed(all.data() + off, all.size() - off);
+    EXPECT_EQ(n, second.size());
+    off += n;
+    ASSERT_EQ(p.state(), State::complete) << p.error_reason();
+    EXPECT_EQ(p.head().target_view(), "/b");
+    EXPECT_EQ(p.head().method, HTTP_POST);
+    EXPECT_EQ(p.body(), "abc");
+    EXPECT_EQ(headers_of(p.head()), (Headers{{"Host", "a"}, {"Content-Length", "3"}}));
+
+    p.next_message();
+    n = p.feed(all.data() + off, all.size() - off);
+    EXPECT_EQ(n, third.size());
+    off += n;
+    ASSERT_EQ(p.state(), State::complete) << p.error_reason();
+    EXPECT_EQ(p.head().target_view(), "/c");
+    EXPECT_TRUE(p.head().chunked);
+    EXPECT_FALSE(p.head().has_content_length);
+    EXPECT_EQ(p.body(), "xy");
+
+    p.next_message();
+    n = p.feed(all.data() + off, all.size() - off);
+    EXPECT_EQ(n, fourth.size());
+    ASSERT_EQ(p.state(), State::complete) << p.error_reason();
+    EXPECT_EQ(p.head().target_view(), "/d");
+    EXPECT_EQ(p.head().version_minor, 0);
+    EXPECT_FALSE(p.head().keep_alive);
+    EXPECT_FALSE(p.head().chunked);
+    EXPECT_TRUE(p.head().headers.empty());
+}
+
+TEST(RequestParser, UpgradeRequestIsAnsweredPlainThenClosed) {
+    // No protocol switch under WSGI: the request is served as a plain one and the
+    // connection must not carry another request (the parser's own contract).
+    RequestParser p;
+    feed(p, "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n");
+    ASSERT_EQ(p.state(), State::complete) << p.error_reason();
+    EXPECT_EQ(p.head().target_view(), "/ws");
+    EXPECT_FALSE(p.head().keep_alive);
+}
+
+TEST(RequestParser, NoPhantomRequestAfterAnUpgradeRequest) {
+    // If a caller does go on after an upgrade request, the next bytes must be parsed as
+    // the next request, never turn into an empty "complete" message.
+    const std::string first =
+        "GET /u HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n";
+    const std::string second = "GET /next HTTP/1.1\r\nHost: a\r\n\r\n";
+    const std::string all = first + second;
+    RequestParser p;
+    const std::size_t n = feed(p, all);
+    ASSERT_EQ(p.state(), State::complete);
+    EXPECT_EQ(n, first.size());
+    p.next_message();
+    const std::size_t m = p.feed(all.data() + n, all.size() - n);
+    if (p.state() == State::complete) {
+        EXPECT_GT(m, 0U);
+        EXPECT_EQ(p.head().target_view(), "/next");
+        EXPECT_EQ(p.head().method, HTTP_GET);
+    } else {
+        EXPECT_EQ(p.state(), State::error); // refusing is acceptable, a phantom is not
+    }
+}
+
+// ---- Expect: 100-continue --------------------------------------------------------------
+
+bool expects_continue(std::string_view req) {
+    RequestParser p;
+    feed(p, req);
+    EXPECT_TRUE(p.head_done()) << req << ": " << p.error_reason();
+    return p.head().expect_continue;
+}
+
+TEST(RequestParser, ExpectContinueDetection) {
+    EXPECT_TRUE(expects_continue(
+        "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"));
+    EXPECT_TRUE(expects_continue(
+        "POST / HTTP/1.1\r\nHost: a\r\nEXPECT: 100-Continue\r\nContent-Length: 5\r\n\r\n"));
+    EXPECT_TRUE(expects_continue("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
+                                 "Transfer-Encoding: chunked\r\n\r\n"));
+    // RFC 9110 10.1.1: a server MUST ignore 100-continue in an HTTP/1.0 request.
+    EXPECT_FALSE(expects_continue(
+        "POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"));
+    // Nothing to wait for without a body.
+    EXPECT_FALSE(expects_continue("GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n"));
+    EXPECT_FALSE(expects_continue("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"));
+    EXPECT_FALSE(expects_continue(
+        "POST / HTTP/1.1\r\nHost: a\r\nExpect: something-else\r\nContent-Length: 5\r\n\r\n"));
+
+    RequestParser p;
+    feed(p, "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    EXPECT_EQ(p.state(), State::body); // the body is not there yet
+}
+
+// ---- errors and their status -------------------------------------------------------------
+
+TEST(RequestParser, ContentLengthWithTransferEncodingIs400) {
+    EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+                        "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+              400);
+    EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+                        "Content-Length: 3\r\n\r\n0\r\n\r\n"),
+              400);
+}
+
+TEST(RequestParser, DuplicateDifferingContentLengthIs400) {
+    EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+                        "Content-Length: 4\r\n\r\nabcd"),
+              400);
+    EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 4\r\n\r\nabcd"), 400);
+}
+
+TEST(RequestParser, InvalidContentLengthIs400) {
+    EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n"), 400);
+    EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\na"), 400);
+    EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1x\r\n\r\na"), 400);
+    EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n"), 400);
+    EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\n"
+                        "Content-Length: 99999999999999999999999\r\n\r\n"),
+              400);
+}
+
+TEST(RequestParser, TransferEncodingNotEndingInChunkedIs400) {
+    // RFC 9112 6.3: a request whose final coding is not chunked MUST get a 400.
+    EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\nabc"), 400);
+    EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"
+                        "abc"),
+              400);
+}
+
+TEST(RequestParser, ObsFoldIs400) {
+    // RFC 9112 5.2 lets a server reject obs-fold with 400; this server refuses ambiguity.
+    const std::string sp = "GET / HTTP/1.1\r\nHost: a\r\nX-Folded: first\r\n second\r\n\r\n";
+    const std::string tab = "GET / HTTP/1.1\r\nHost: a\r\nX-Folded: first\r\n\tsecond\r\n\r\n";
+    EXPECT_EQ(status_of(sp), 400);
+    EXPECT_EQ(status_of(tab), 400);
+}
+
+TEST(RequestParser, ObsFoldIs400WhateverTheReadBoundaries) {
+    const std::string sp = "GET / HTTP/1.1\r\nHost: a\r\nX-Folded: first\r\n second\r\n\r\n";
+    EXPECT_EQ(status_of_bytewise(sp), 400);
+    for (std::size_t at = 0; at <= sp.size(); ++at) {
+        SCOPED_TRACE("split at " + std::to_string(at));
+        RequestParser p;
+        feed_split(p, sp, at);
+        EXPECT_EQ(p.state(), State::error);
+        EXPECT_EQ(p.error_status(), 400);
+    }
+}
+
+TEST(RequestParser, BareLfInHeaderLineIs400) {
+    EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\nX-B: b\r\n\r\n"), 400);
+    EXPECT_EQ(status_of("GET / HTTP/1.1\nHost: a\nX: b\n\n"), 400);
+}
+
+TEST(RequestParser, BareLfEndingTheRequestLineIs400) {
+    // Strict framing (see CMakeLists: "no lenient line endings"): CRLF only.
+    EXPECT_EQ(status_of("GET / HTTP/1.1\nHost: a\r\n\r\n"), 400);
+}
+
+TEST(RequestParser, BareLfEndingTheHeaderSectionIs400) {
+    EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\r\n\n"), 400);
+}
+
+TEST(RequestParser, BareLfInChunkedFramingIs400) {
+    const std::string head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    EXPECT_EQ(status_of(head + "5\nhello\r\n0\r\n\r\n"), 400);
+    EXPECT_EQ(status_of(head + "5\r\nhello\n0\r\n\r\n"), 400);
+}
+
+TEST(RequestParser, BareCrIs400) {
+    // RFC 9112 2.2: a bare CR MUST be treated as invalid (or replaced by SP).
+    const Parsed r = parse("GET / HTTP/1.1\r\nHost: a\r\nX-A: a\rb\r\n\r\n");
+    EXPECT_EQ(r.state, State::error);
+    EXPECT_EQ(r.status, 400);
+}
+
+TEST(RequestParser, ControlBytesInHeaderValueAre400) {
+    EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n"s), 400);
+    EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\r\nX: a\x7f" "b\r\n\r\n"), 400);
+    EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\r\nX: a\x01" "b\r\n\r\n"), 400);
+}
+
+TEST(RequestParser, MalformedHeaderNamesAre400) {
+    // RFC 9112 5.1: whitespace between name and colon MUST be rejected with 400.
+    EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost : a\r\n\r\n"), 400);
+    EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\r\nX\xe9: v\r\n\r\n"), 400);
+    EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\r\nNo colon here\r\n\r\n"), 400);
+    // A header line may not start with whitespace right after the request-line.
+    EXPECT_EQ(status_of("GET / HTTP/1.1\r\n Host: a\r\n\r\n"), 400);
+}
+
+TEST(RequestParser, EmptyHeaderNameIs400) {
+    // field-name = token = 1*tchar (RFC 9110 5.1): an empty name is not a field line.
+    EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\r\n: value\r\n\r\n"), 400);
+}
+
+TEST(RequestParser, HostRules) {
+    // RFC 9112 3.2: 400 for an HTTP/1.1 request without Host, or with more than one.
+    EXPECT_EQ(status_of("GET / HTTP/1.1\r\n\r\n"), 400);
+    EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400);
+    EXPECT_EQ(status_of("GET / HTTP/1.0\r\n\r\n"), 0);
+}
+
+TEST(RequestParser, InvalidChunkSizeIs400) {
+    const std::string head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    EXPECT_EQ(status_of(head + "zz\r\nhello\r\n0\r\n\r\n"), 400);
+    EXPECT_EQ(status_of(head + "-5\r\nhello\r\n0\r\n\r\n"), 400);
+    EXPECT_EQ(status_of(head + "10000000000000000\r\n"), 400); // overflows 64 bits
+    EXPECT_EQ(status_of(head + "3\r\nabcXY0\r\n\r\n"), 400);   // no CRLF after the data
+}
+
+TEST(RequestParser, HeaderSectionOverLimitIs431) {
+    const ParserLimits limits{1024, 100, 0};
+    EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + std::string(600, 'v') +
+                            "\r\n\r\n",
+                        limits),
+              0);
+    EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + std::string(2000, 'v') +
+                            "\r\n\r\n",
+                        limits),
+              431);
+    EXPECT_EQ(status_of("GET /" + std::string(2000, 'p') + " HTTP/1.1\r\nHost: a\r\n\r\n",
+                        limits),
+              431);
+    std::string many = "GET / HTTP/1.1\r\nHost: a\r\n";
+    for (int i = 0; i < 60; ++i) {
+        many += "X-Header-" + std::to_string(i) + ": some value\r\n";
+    }
+    EXPECT_EQ(status_of(many + "\r\n", limits), 431);
+    EXPECT_EQ(status_of_bytewise(many + "\r\n", limits), 431);
+}
+
+TEST(RequestParser, WhitespacePaddingCountsTowardsTheHeaderLimit) {
+    // The limit is on the header section's bytes; optional whitespace is part of them, or
+    // a client could send an arbitrarily long head.
+    const ParserLimits limits{1024, 100, 0};
+    EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\r\nX-Pad:" + std::string(5000, ' ') +
+                            "v\r\n\r\n",
+                        limits),
+              431);
+}
+
+TEST(RequestParser, TooManyHeadersIs431) {
+    std::string head = "GET / HTTP/1.1\r\nHost: a\r\n";
+    for (int i = 1; i < 100; ++i) {
+        head += "H" + std::to_string(i) + ": v\r\n";
+    }
+    EXPECT_EQ(status_of(head + "\r\n"), 0); // exactly max_headers (100)
+    EXPECT_EQ(status_of(head + "One-Too-Many: v\r\n\r\n"), 431);
+    const ParserLimits few{64 * 1024, 3, 0};
+    EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\n\r\n", few), 0);
+    EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", few), 431);
+}
+
+TEST(RequestParser, TrailerSectionIsBounded) {
+    const ParserLimits limits{1024, 100, 0};
+    const std::string head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    EXPECT_EQ(status_of(head + "0\r\nX-T: " + std::string(5000, 't') + "\r\n\r\n", limits), 431);
+}
+
+TEST(RequestParser, BodyOverLimitByContentLengthIs413UpFront) {
+    const ParserLimits limits{64 * 1024, 100, 10};
+    RequestParser p(limits);
+    feed(p, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n");
+    ASSERT_EQ(p.state(), State::error); // before a single body byte arrived
+    EXPECT_EQ(p.error_status(), 413);
+    EXPECT_TRUE(p.body().empty());
+    EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n0123456789",
+                        limits),
+              0);
+}
+
+TEST(RequestParser, BodyOverLimitByChunkedAccumulationIs413) {
+    const ParserLimits limits{64 * 1024, 100, 10};
+    const std::string head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    EXPECT_EQ(status_of(head + "5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n", limits), 0); // exactly 10
+    EXPECT_EQ(status_of(head + "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", limits), 413);
+    EXPECT_EQ(status_of_bytewise(head + "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n", limits), 413);
+    // One huge chunk announced: refused at the latest when the limit is crossed.
+    RequestParser p(limits);
+    feed(p, head + "100000\r\n" + std::string(64, 'x'));
+    ASSERT_EQ(p.state(), State::error);
+    EXPECT_EQ(p.error_status(), 413);
+    EXPECT_LE(p.body().size(), 10U);
+}
+
+TEST(RequestParser, UnsupportedVersionsAre505) {
+    EXPECT_EQ(status_of("GET / HTTP/2.0\r\nHost: a\r\n\r\n"), 505);
+    EXPECT_EQ(status_of("GET / HTTP/3.0\r\nHost: a\r\n\r\n"), 505);
+    EXPECT_EQ(status_of("GET / HTTP/0.9\r\nHost: a\r\n\r\n"), 505);
+}
+
+TEST(RequestParser, ConnectIs501) {
+    EXPECT_EQ(status_of("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"),
+              501);
+}
+
+TEST(RequestParser, UnknownButWellFormedMethodIs501) {
+    // RFC 9110 9.1: an unrecognised method SHOULD get 501.
+    EXPECT_EQ(status_of("FROB / HTTP/1.1\r\nHost: a\r\n\r\n"), 501);
+}
+
+TEST(RequestParser, GarbageRequestLineIs400) {
+    // RFC 9112 3: an invalid request-line gets 400 (not 501: there is no method at all).
+    EXPECT_EQ(status_of("HELLO WORLD\r\n\r\n"), 400);
+    EXPECT_EQ(status_of("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"s), 400);
+    EXPECT_EQ(status_of("\0\0\0\0"s), 400);
+    EXPECT_EQ(status_of("GET\r\n\r\n"), 400);
+    EXPECT_EQ(status_of("GET / \r\n\r\n"), 400);
+    EXPECT_EQ(status_of("GET /a b HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+    EXPECT_EQ(status_of("GET /caf\xc3\xa9 HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+    EXPECT_EQ(status_of("GET / HTTP/1.1 extra\r\nHost: a\r\n\r\n"), 400);
+}
+
+TEST(RequestParser, ErrorIsSticky) {
+    RequestParser p;
+    const std::string bad = "GET / HTTP/1.1\r\nHost : a\r\n\r\n";
+    const std::size_t n = feed(p, bad);
+    EXPECT_LE(n, bad.size());
+    ASSERT_EQ(p.state(), State::error);
+    const int status = p.error_status();
+    EXPECT_FALSE(p.error_reason().empty());
+    EXPECT_EQ(feed(p, simple_get), 0U);
+    EXPECT_EQ(p.state(), State::error);
+    EXPECT_EQ(p.error_status(), status);
+    p.finish();
+    EXPECT_EQ(p.state(), State::error);
+    EXPECT_EQ(p.error_status(), status);
+}
+
+// ---- finish() and idle() ---------------------------------------------------------------
+
+TEST(RequestParser, FinishOnATruncatedMessageIsAnError) {
+    const std::vector<std::string> truncated = {
+        "G",
+        "GET / HTTP/1.1\r\nHost: a\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\n\r",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nab",
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n",
+    };
+    for (const auto& t : truncated) {
+        SCOPED_TRACE(t);
+        RequestParser p;
+        EXPECT_EQ(feed(p, t), t.size());
+        EXPECT_NE(p.state(), State::error);
+        EXPECT_FALSE(p.idle());
+        p.finish();
+        EXPECT_EQ(p.state(), State::error);
+        EXPECT_EQ(p.error_status(), 400);
+        EXPECT_FALSE(p.error_reason().empty());
+    }
+}
+
+TEST(RequestParser, FinishBetweenMessagesIsNotAnError) {
+    RequestParser fresh;
+    fresh.finish();
+    EXPECT_EQ(fresh.state(), State::head);
+    EXPECT_TRUE(fresh.idle());
+
+    RequestParser p;
+    feed(p, simple_get);
+    ASSERT_EQ(p.state(), State::complete);
+    p.finish(); // the message is whole; the peer may close after it
+    EXPECT_EQ(p.state(), State::complete);
+    p.next_message();
+    p.finish();
+    EXPECT_EQ(p.state(), State::head);
+    EXPECT_TRUE(p.idle());
+}
+
+TEST(RequestParser, IdleSemantics) {
+    RequestParser p;
+    EXPECT_TRUE(p.idle());
+    feed(p, "G");
+    EXPECT_FALSE(p.idle()); // a message has begun: closing now would cut it
+    feed(p, "ET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    ASSERT_EQ(p.state(), State::complete);
+    EXPECT_FALSE(p.idle()); // being served
+    p.next_message();
+    EXPECT_TRUE(p.idle());
+    EXPECT_EQ(p.state(), State::head);
+    EXPECT_TRUE(p.head().headers.empty());
+    EXPECT_EQ(p.head().target.length, 0U);
+    feed(p, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n");
+    EXPECT_EQ(p.state(), State::body);
+    EXPECT_FALSE(p.idle());
+}
+
+TEST(RequestParser, NextMessageResetsTheHead) {
+    RequestParser p;
+    const std::string a = "POST /first HTTP/1.0\r\nContent-Length: 2\r\nExpect: 100-continue\r\n"
+                          "X-Only-First: 1\r\n\r\nab";
+    feed(p, a);
+    ASSERT_EQ(p.state(), State::complete);
+    p.next_message();
+    feed(p, "GET /second HTTP/1.1\r\nHost: b\r\n\r\n");
+    ASSERT_EQ(p.state(), State::complete) << p.error_reason();
+    const RequestHead& h = p.head();
+    EXPECT_EQ(h.target_view(), "/second");
+    EXPECT_EQ(h.method, HTTP_GET);
+    EXPECT_EQ(h.version_minor, 1);
+    EXPECT_TRUE(h.keep_alive);
+    EXPECT_FALSE(h.has_content_length);
+    EXPECT_EQ(h.content_length, 0U);
+    EXPECT_FALSE(h.expect_continue);
+    EXPECT_EQ(headers_of(h), (Headers{{"Host", "b"}}));
+    EXPECT_TRUE(p.body().empty());
+    EXPECT_EQ(p.body_received(), 0U);
+}
+
+} // namespace

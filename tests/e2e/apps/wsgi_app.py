@@ -353,6 +353,54 @@ def route_exc_info_after(environ, start_response):
     return ClosingIterable(gen(), token)
 
 
+def route_exc_info_after_empty(environ, start_response):
+    """Only an empty chunk was yielded: nothing is sent yet, so exc_info may still replace it."""
+    token = query(environ).get("token", "excempty")
+
+    def gen():
+        start_response("200 OK", [("Content-Type", "text/plain"), ("X-First", "1")])
+        yield b""
+        try:
+            raise ValueError("replace after empty chunk")
+        except ValueError:
+            start_response("502 Replaced Late", [("Content-Type", "text/plain"), ("X-Replaced", "1")], sys.exc_info())
+        yield b"replaced-after-empty"
+
+    return ClosingIterable(gen(), token)
+
+
+def route_close_raises(environ, start_response):
+    token = query(environ)["token"]
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "4")])
+
+    class Body:
+        def __iter__(self):
+            return iter([b"body"])
+
+        def close(self):
+            mark(f"closed-{token}", "closed")
+            raise RuntimeError(f"close failure {token}")
+
+    return Body()
+
+
+def route_big_stream(environ, start_response):
+    """A large generator body (size in MiB), deterministic content."""
+    mib = int(query(environ).get("mib", 20))
+    block = pattern_bytes(65536)
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return (block for _ in range(mib * 16))
+
+
+def route_crash(environ, start_response):
+    """The worker process dies in the middle of a request."""
+    token = query(environ)["token"]
+    mark(f"crashing-{token}", str(os.getpid()))
+    if query(environ).get("how") == "abort":
+        os.abort()
+    os._exit(3)
+
+
 def route_start_response_twice(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     try:
@@ -407,7 +455,28 @@ def route_file_wrapper(environ, start_response):
     elif cl != "none":
         headers.append(("Content-Length", cl))
     start_response("200 OK", headers)
-    return environ["wsgi.file_wrapper"](filelike, int(q.get("blksize", 8192)))
+    wrapper = environ["wsgi.file_wrapper"](filelike, int(q.get("blksize", 8192)))
+    if q.get("wrap") == "1":
+        # Middleware-style re-wrapping: the server cannot recognise the file any more and
+        # must simply iterate; close() reaches the file through the wrapper.
+        def gen():
+            for block in wrapper:
+                yield block
+
+        return _Rewrapped(gen(), wrapper)
+    return wrapper
+
+
+class _Rewrapped:
+    def __init__(self, gen, inner):
+        self._gen, self._inner = gen, inner
+
+    def __iter__(self):
+        return self._gen
+
+    def close(self):
+        self._gen.close()
+        self._inner.close()
 
 
 def route_content_length_mismatch(environ, start_response):
@@ -439,6 +508,8 @@ BAD_HEADERS = {
     "name-empty": ("", "v"),
     "name-bytes": (b"X-Bad", "v"),
     "not-a-pair": ("X-Bad", "v", "extra"),
+    "content-length-letters": ("Content-Length", "abc"),
+    "content-length-negative": ("Content-Length", "-1"),
 }
 
 BAD_STATUSES = {
@@ -589,6 +660,10 @@ ROUTES = {
     "/exc-info-before": route_exc_info_before,
     "/exc-info-after": route_exc_info_after,
     "/start-response-twice": route_start_response_twice,
+    "/exc-info-after-empty": route_exc_info_after_empty,
+    "/close-raises": route_close_raises,
+    "/big-stream": route_big_stream,
+    "/crash": route_crash,
     "/file-wrapper": route_file_wrapper,
     "/cl-mismatch": route_content_length_mismatch,
     "/bad-header": route_bad_header,
