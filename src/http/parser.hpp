@@ -78,6 +78,7 @@ public:
 
     // Decoded body bytes not yet taken by the consumer (body_offset() of them are taken).
     std::string& body() { return body_; }
+    const std::string& body() const { return body_; }
     std::uint64_t body_received() const { return body_received_; }
 
     // For State::error: the status to answer with (400, 413, 431, 501, 505) and why.

@@ -49,6 +49,17 @@ public:
         return true;
     }
 
+    // Non-blocking pop: false when nothing is queued right now.
+    bool try_pop(T& out) {
+        std::lock_guard lock(mutex_);
+        if (items_.empty()) {
+            return false;
+        }
+        out = std::move(items_.front());
+        items_.pop_front();
+        return true;
+    }
+
     // Consumers finish what is queued, then pop() returns false.
     void close() {
         {

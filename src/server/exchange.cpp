@@ -85,7 +85,7 @@ void Exchange::reset_exchange() {
 // ---- request body ---------------------------------------------------------------------
 
 std::string_view Exchange::staged_body() const {
-    const std::string& b = const_cast<http::RequestParser&>(parser_).body();
+    const std::string& b = parser_.body();
     return std::string_view(b).substr(body_pos_);
 }
 

@@ -17,6 +17,11 @@ namespace {
 
 namespace asio = boost::asio;
 
+// Upper bound on finished exchanges a blocking thread holds before handing them back.
+constexpr std::size_t max_hand_back_batch = 16;
+// ... and for at most this long, so a slow request does not delay the others' keep-alive.
+constexpr auto max_hand_back_delay = std::chrono::microseconds(200);
+
 void describe_peer(const asio::generic::stream_protocol::endpoint& ep, std::string& addr,
                    std::uint16_t& port) {
     const sockaddr* sa = ep.data();
@@ -217,7 +222,34 @@ void Worker::blocking_thread_main() {
     app_.thread_started();
     net::NoLock no_lock;
     std::shared_ptr<Connection> conn;
-    while (backlog_.pop(conn)) {
+    // Finished exchanges go back to the loop in batches: one wake-up of the loop thread
+    // for all the requests this thread served back to back, not one per request.
+    std::vector<std::shared_ptr<Connection>> done;
+    auto hand_back = [this, &done] {
+        if (done.empty()) {
+            return;
+        }
+        asio::post(io_, [batch = std::move(done)] {
+            for (const auto& c : batch) {
+                c->on_exchange_done();
+            }
+        });
+        done = {};
+    };
+    auto batch_started = std::chrono::steady_clock::now();
+    for (;;) {
+        if (!backlog_.try_pop(conn)) {
+            hand_back(); // about to sleep: nothing may wait on us
+            if (!backlog_.pop(conn)) {
+                break;
+            }
+        } else if (!done.empty() &&
+                   std::chrono::steady_clock::now() - batch_started > max_hand_back_delay) {
+            hand_back(); // slow requests: do not make finished ones wait behind them
+        }
+        if (done.empty()) {
+            batch_started = std::chrono::steady_clock::now();
+        }
         if (conn->abandoned()) {
             stats_.requests_abandoned.fetch_add(1, std::memory_order_relaxed);
             conn->abort();
@@ -225,9 +257,12 @@ void Worker::blocking_thread_main() {
             app_.handle(*conn);
             conn->complete(no_lock);
         }
-        asio::post(io_, [c = std::move(conn)] { c->on_exchange_done(); });
-        conn.reset();
+        done.push_back(std::move(conn));
+        if (done.size() >= max_hand_back_batch) {
+            hand_back();
+        }
     }
+    hand_back();
     app_.thread_stopping();
 }
 
