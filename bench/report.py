@@ -34,6 +34,7 @@ WL_TITLES = {
     "io": "app sleeps 10 ms (blocking I/O stand-in)",
 }
 PCTS = ["p50", "p95", "p99", "p99.9"]
+NOISY_PCT = 20.0  # CPU % used by other processes during a run above which a point is flagged
 COLORS = {"appserver": "#d62728", "granian": "#1f77b4", "gunicorn": "#2ca02c", "uwsgi": "#9467bd",
           "oldstack": "#8c564b", "ceiling": "#7f7f7f"}
 
@@ -107,6 +108,10 @@ class Summary:
                               f"responses in {reqs:,} requests")
         if any(r.get("short_responses") for r in runs):
             self.flags.append(f"{where}: responses shorter than the expected body")
+        noisy = [r.get("foreign_cpu_pct") or 0 for r in runs]
+        if noisy and max(noisy) > NOISY_PCT:
+            self.flags.append(f"{where}: other processes used up to {max(noisy):.0f}% of the "
+                              "machine's CPU during a run (noisy)")
 
     def runs(self, wl, srv, phase, x):
         return [r for r in self._runs.get((wl, srv, phase, x), []) if not r.get("error")]
@@ -161,6 +166,10 @@ class Summary:
         par = max(1, min(workers, count_cpus(self.meta.get("machine", {}).get("server_cpus"))
                          or workers))
         if wl == "io" and cpu:
+            # the sleep dominates: take the least-disturbed wall time of the two floors
+            f = self.res.get("floors", {}).get(wl, {})
+            walls = [(f.get(k) or {}).get("ns_per_call") for k in ("cpp", "python")]
+            wall = min(w for w in walls if w)
             cpu_limit = 1 / (1 / ceil + cpu * 1e-9 / par)
             wait_limit = workers * threads / (wall * 1e-9)
             return min(cpu_limit, wait_limit), "min(CPU, workers×threads / wall)"
@@ -176,6 +185,7 @@ def plot_all(s: Summary, img_dir: Path) -> list[str]:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter
     except ImportError:
         return []
     img_dir.mkdir(parents=True, exist_ok=True)
@@ -239,6 +249,8 @@ def plot_all(s: Summary, img_dir: Path) -> list[str]:
             ax.set_xticks(range(len(PCTS)))
             ax.set_xticklabels(PCTS)
             ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
             ax.set_ylabel("latency, ms (log)")
             ax.set_title(f"{wl} at {fmt_int(rate)} rps", fontsize=9)
             ax.grid(alpha=0.3, which="both")
@@ -415,9 +427,15 @@ def write_report(res: dict, out: Path, results_dir: Path | None = None) -> None:
         L += table(["server"] + [f"c={c}" for c in s.conc] + ["CPU/req µs"], rows)
         orates = res.get("open_rates", {}).get(wl)
         if orates:
-            a(f"Open loop (rates from {LABELS.get(orates['base_server'])}'s best, "
-              f"{fmt_int(orates['base_rps'])} rps; † = achieved < 95% of the offered rate, the "
-              "server fell behind and its queue grew for the whole run):")
+            src = LABELS.get(orates["base_server"])
+            how = ""
+            if orates.get("oha_closed_rps"):
+                how = (f": the lower of its best under wrk ({fmt_int(orates.get('wrk_best_rps'))}) "
+                       f"and under oha closed loop at the open-loop connection count "
+                       f"({fmt_int(orates['oha_closed_rps'])})")
+            a(f"Open loop (rates are fractions of {src}'s best, {fmt_int(orates['base_rps'])} rps"
+              f"{how}; † = achieved < 95% of the offered rate: the server fell behind and its "
+              "queue grew for the whole run):")
             a("")
             rows = []
             for frac in s.fractions:
@@ -468,7 +486,10 @@ def write_report(res: dict, out: Path, results_dir: Path | None = None) -> None:
       f"memory {mach.get('memory')}, {mach.get('os')}, kernel {mach.get('kernel')}.")
     la0 = mach.get("loadavg_at_start") or [0, 0, 0]
     la1 = meta.get("loadavg_at_end") or [0, 0, 0]
-    a(f"- Load average at start {la0[0]:.2f}, at end {la1[0]:.2f}.")
+    busy = mach.get("busy_pct_before_start")
+    a(f"- Load average at start {la0[0]:.2f}, at end {la1[0]:.2f}"
+      + (f"; CPU in use by other processes in the second before the run: {busy:.0f}%."
+         if busy is not None else "."))
     a(f"- Pinning (taskset): every server process on CPU {mach.get('server_cpus')}, the load "
       f"generator on CPU {mach.get('client_cpus')}. On this 2-core machine that keeps the load "
       "generator from competing with the server for its core; for the old stack nginx, haproxy "
@@ -484,7 +505,10 @@ def write_report(res: dict, out: Path, results_dir: Path | None = None) -> None:
       "at that point's concurrency; within a point the servers run A B C …, then the next round "
       "starts one server later (rotation), so drift hits all alike. Median reported.")
     a(f"- Open loop: rates at {', '.join(f'{f:.0%}' for f in cfg.get('open_fractions', []))} of "
-      f"Granian's best closed-loop throughput for that workload, {cfg.get('runs')} run(s) of "
+      "Granian's best throughput for that workload (the lower of its best closed-loop median "
+      "under wrk and its closed-loop rate under oha itself at the open-loop connection count, "
+      "since oha costs more per request than wrk and must be able to offer the rate), "
+      f"{cfg.get('runs')} run(s) of "
       f"{cfg.get('open_duration_s')} s after a {cfg.get('open_warmup_s')} s warm-up at the rate, "
       f"`-c {cfg.get('open_connections')}`, same interleaving. oha's `--latency-correction` "
       "measures each request from the time the schedule says it should have been sent. Requests "
@@ -507,17 +531,16 @@ def write_report(res: dict, out: Path, results_dir: Path | None = None) -> None:
     a("Ports are picked free at run time; `taskset -c <cpus>` prefixes every command.")
     a("")
     a("```")
-    shown = set()
-    for key, argvs in sorted(meta.get("commands", {}).items(),
-                             key=lambda kv: (ORDER.index(kv[0].split("/")[0])
-                                             if kv[0].split("/")[0] in ORDER else 99, kv[0])):
-        srv = key.split("/")[0]
-        if srv in shown and not key.endswith("/hello"):
+    cmds = meta.get("commands", {})
+    for srv in ORDER:
+        keys = [k for k in cmds if k.split("/")[0] == srv]
+        if not keys:
             continue
-        shown.add(srv)
-        a(f"# {LABELS.get(srv, srv)} ({key.split('/')[1]}; other workloads change only the "
-          "module:attr)")
-        for argv in argvs:
+        key = f"{srv}/hello" if f"{srv}/hello" in keys else sorted(keys)[0]
+        a(f"# {LABELS.get(srv, srv)} ({key.split('/')[1]}"
+          + ("" if srv == "ceiling" else "; the other workloads change only the module:attr")
+          + ")")
+        for argv in cmds[key]:
             a(argv)
     a("")
     for key, cmd in sorted(meta.get("loadgen_commands", {}).items()):

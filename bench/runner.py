@@ -28,6 +28,7 @@ import os
 import platform
 import re
 import resource
+import shlex
 import shutil
 import signal
 import socket
@@ -263,6 +264,7 @@ class Instance:
     argvs: list[list[str]]
     log: Path
     error: str | None = None
+    inner_ports: list[int] = field(default_factory=list)  # must also listen before "ready"
 
     def pids(self) -> list[int]:
         table = process_table()
@@ -340,7 +342,10 @@ def cmd_uwsgi(ctx: Ctx, wl: Workload, port: int) -> list[str]:
     return [shutil.which("uwsgi") or "uwsgi", "--http-socket", f"{HOST}:{port}", "--master",
             "--processes", w, "--threads", t, "--listen", "2048", "--chdir", str(APPS),
             "--pythonpath", str(APPS), "--module", wl.target, "--die-on-term", "--disable-logging",
-            "--need-app", "--buffer-size", "32768"]
+            "--need-app", "--buffer-size", "32768",
+            # --http-socket closes the connection after every response; say so, or keep-alive
+            # clients (wrk, haproxy) first try to reuse the dead connection.
+            "--add-header", "Connection: close"]
 
 
 def cmd_ceiling(ctx: Ctx, wl: Workload, port: int) -> list[str]:
@@ -398,6 +403,8 @@ frontend fe
     bind {host}:{port}
     default_backend uwsgi
 backend uwsgi
+    # uWSGI --http-socket serves one request per connection.
+    option http-server-close
     # At most workers x threads requests inside uWSGI; the rest wait in HAProxy's queue.
     server uwsgi1 {host}:{uwsgi_port} maxconn {maxconn}
 """
@@ -426,7 +433,7 @@ def start_server(ctx: Ctx, name: str, wl: Workload) -> Instance:
         p_ng = start_process(ng, log, cpus, env=ctx.env)
         ctx.configs.setdefault("nginx.conf", ngx.read_text())
         ctx.configs.setdefault("haproxy.cfg", hcf.read_text())
-        return Instance(name, port, [p_ng, p_ha, p_uw], p_uw, [ng, ha, uw], log)
+        return Instance(name, port, [p_ng, p_ha, p_uw], p_uw, [ng, ha, uw], log, inner_ports=[up, hp])
     builder = {"appserver": cmd_appserver, "granian": cmd_granian, "gunicorn": cmd_gunicorn,
                "uwsgi": cmd_uwsgi, "ceiling": cmd_ceiling}[name]
     argv = builder(ctx, wl, port)
@@ -440,7 +447,7 @@ def wait_ready(inst: Instance, timeout: float = 60.0) -> None:
         if not inst.alive():
             inst.error = f"exited at start: {tail(inst.log)}"
             return
-        if port_open(inst.port):
+        if all(port_open(p) for p in inst.inner_ports + [inst.port]):
             return
         time.sleep(0.05)
     inst.error = f"not listening after {timeout:.0f}s: {tail(inst.log)}"
@@ -678,8 +685,11 @@ class Plan:
         open_points = len(self.workloads) * nsrv * len(self.open_fractions)
         opn = open_points * (self.open_warmup + self.runs * self.open_duration
                              + (self.runs + 1) * self.per_run_overhead)
-        setup = len(self.workloads) * 6.0  # start, validate, idle RSS, stop
-        floors = len(self.workloads) * 3.0
+        if self.open_fractions:  # oha closed-loop probe of the base server per workload
+            opn += len(self.workloads) * min(self.runs, 2) * (self.open_duration
+                                                              + self.per_run_overhead)
+        setup = len(self.workloads) * 4.0  # start, validate, idle RSS, stop
+        floors = len(self.workloads) * 2.0
         return {"closed_points": closed_points, "open_points": open_points,
                 "closed_s": closed, "open_s": opn, "setup_s": setup + floors,
                 "total_s": closed + opn + setup + floors}
@@ -779,10 +789,17 @@ def resolve_appserver(args) -> None:
     if args.appserver:
         args.appserver = str(Path(args.appserver).resolve())
     base = Path(args.appserver).parent if args.appserver else default.parent
+
+    def beside(name: str) -> str:  # next to the binary, or where bench/native/ builds them
+        for d in (base, base / "bench" / "native", default.parent, default.parent / "bench" / "native"):
+            if os.access(d / name, os.X_OK):
+                return str(d / name)
+        return str(base / name)
+
     if not args.ceiling:
-        args.ceiling = str(base / "appserver-bench-ceiling")
+        args.ceiling = beside("appserver-bench-ceiling")
     if not args.pyfloor:
-        args.pyfloor = str(base / "appserver-bench-pyfloor")
+        args.pyfloor = beside("appserver-bench-pyfloor")
     for k in ("appserver", "ceiling", "pyfloor"):
         p = getattr(args, k)
         if p and not os.access(p, os.X_OK):
@@ -909,7 +926,7 @@ class Runner:
                 except OSError as e:
                     status[n] = f"n/a: could not start: {e}"
             for inst in insts:
-                ctx.commands.setdefault(f"{inst.name}/{wl.name}", [" ".join(a) for a in inst.argvs])
+                ctx.commands.setdefault(f"{inst.name}/{wl.name}", [shlex.join(a) for a in inst.argvs])
             ready_threads = [threading.Thread(target=wait_ready, args=(i,)) for i in insts]
             for t in ready_threads:
                 t.start()
@@ -917,16 +934,22 @@ class Runner:
                 t.join()
             good: list[Instance] = []
             for inst in insts:
-                if not inst.error:
-                    try:  # the same answer from everyone before anything is timed
+                for attempt in range(4):  # the same answer from everyone before timing
+                    if inst.error and attempt == 0:
+                        break
+                    inst.error = None
+                    try:
                         st, body = http_request(inst.port, wl)
                         err = None if inst.name == "ceiling" else wl.check(st, body)
                         if inst.name == "ceiling" and st != 200:
                             err = f"status {st}"
                         if err:
                             inst.error = f"wrong response: {err}"
-                    except OSError as e:
+                    except (OSError, http.client.HTTPException) as e:
                         inst.error = f"request failed: {e}"
+                    if not inst.error:
+                        break
+                    time.sleep(0.5)
                 if inst.error:
                     status[inst.name] = f"n/a: {inst.error}"
                     print(f"   ! {inst.name}: {inst.error}", flush=True)
@@ -976,11 +999,24 @@ class Runner:
                 base_name = max(best, key=best.get)
             else:
                 base_name = None
-            if base_name:
-                base = best[base_name]
+            if base_name and plan.open_fractions:
+                # What the open-loop tool itself can drive through that server: oha costs more
+                # per request than wrk, so 90% of a wrk maximum can be more than oha sustains.
+                inst = next(i for i in srv if i.name == base_name)
+                probe = []
+                for _ in range(max(1, min(plan.runs, 2))):
+                    try:
+                        probe.append(self.lg.oha_run(f"http://{HOST}:{inst.port}{wl.path}", wl,
+                                                     plan.open_conc, plan.open_duration, None,
+                                                     tag="probe")["rps"])
+                    except RuntimeError as e:
+                        print(f"   oha probe failed: {e}", flush=True)
+                oha_max = max(probe) if probe else None
+                base = min(best[base_name], oha_max or best[base_name])
                 rates = {str(f): max(1, round(base * f)) for f in plan.open_fractions}
-                self.results["open_rates"][wl.name] = {"base_server": base_name, "base_rps": base,
-                                                       "rates": rates}
+                self.results["open_rates"][wl.name] = {
+                    "base_server": base_name, "base_rps": base, "wrk_best_rps": best[base_name],
+                    "oha_closed_rps": oha_max, "rates": rates}
                 for f in plan.open_fractions:
                     self.point(srv, wl, "open", plan.open_conc, rates[str(f)], f, {})
         finally:
@@ -1078,6 +1114,13 @@ def main(argv=None) -> int:
           f"C++ floor: {args.pyfloor or 'n/a'}; pin servers={ctx.server_cpus} "
           f"client={ctx.client_cpus}; results in {out_dir}", flush=True)
 
+    busy0, tot0, _ = cpu_stat()
+    time.sleep(1.0)
+    busy1, tot1, _ = cpu_stat()
+    idle_noise = (busy1 - busy0) * 100 / max(1, tot1 - tot0)
+    if idle_noise > 10:
+        print(f"!! the machine is busy before we start: {idle_noise:.0f}% CPU in use by other "
+              "processes; numbers will be noisy (see the Noise line of the report)", flush=True)
     started = dt.datetime.now(dt.timezone.utc)
     meta = {
         "started": started.isoformat(timespec="seconds"),
@@ -1090,7 +1133,7 @@ def main(argv=None) -> int:
                    "servers": plan.servers, "workloads": plan.workloads,
                    "floor_seconds": args.floor_seconds},
         "budget": b,
-        "machine": machine_info(ctx),
+        "machine": dict(machine_info(ctx), busy_pct_before_start=idle_noise),
         "versions": versions(ctx, lg),
     }
     runner = Runner(ctx, plan, lg)
@@ -1107,7 +1150,7 @@ def main(argv=None) -> int:
     meta["elapsed_s"] = time.monotonic() - runner.t0
     meta["commands"] = ctx.commands
     meta["configs"] = ctx.configs
-    meta["loadgen_commands"] = {k: " ".join(v) for k, v in lg.examples.items()}
+    meta["loadgen_commands"] = {k: shlex.join(v) for k, v in lg.examples.items()}
     meta["interrupted"] = interrupted
     meta["loadavg_at_end"] = os.getloadavg()
     res["meta"] = meta

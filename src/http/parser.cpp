@@ -13,29 +13,17 @@ bool iequals(std::string_view a, std::string_view b) {
     return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
 }
 
-// A well-formed request line whose method llhttp does not know deserves 501 (RFC 9110
-// 9.1); anything else that fails on the method is just malformed: 400.
-bool looks_like_request_line(std::string_view data) {
-    const auto eol = data.find("\r\n");
-    if (eol == std::string_view::npos) {
-        return false;
+// RFC 9112 3.2: Host = uri-host [ ":" port ], from the URI's character set.
+bool valid_host(std::string_view host) {
+    for (char c : host) {
+        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                        (c >= '0' && c <= '9') ||
+                        std::string_view("-._~%!$&'()*+,;=:[]").find(c) != std::string_view::npos;
+        if (!ok) {
+            return false;
+        }
     }
-    const std::string_view line = data.substr(0, eol);
-    const auto sp1 = line.find(' ');
-    const auto sp2 = line.rfind(' ');
-    if (sp1 == std::string_view::npos || sp1 == 0 || sp2 == sp1 || sp2 == sp1 + 1) {
-        return false;
-    }
-    const std::string_view version = line.substr(sp2 + 1);
-    return version.size() == 8 && version.starts_with("HTTP/1.");
-}
-
-int status_for(llhttp_errno_t err, std::string_view data) {
-    switch (err) {
-    case HPE_INVALID_VERSION: return 505;
-    case HPE_INVALID_METHOD: return looks_like_request_line(data) ? 501 : 400;
-    default: return 400;
-    }
+    return true;
 }
 
 } // namespace
@@ -58,7 +46,8 @@ void RequestHead::clear() {
     expect_continue = false;
 }
 
-RequestParser::RequestParser(const ParserLimits& limits) : limits_(limits) {
+RequestParser::RequestParser(const ParserLimits& limits)
+    : limits_(limits), scanner_(limits.max_header_size) {
     llhttp_init(&parser_, HTTP_REQUEST, settings());
     parser_.data = this;
     head_.bytes.reserve(1024);
@@ -69,12 +58,26 @@ std::size_t RequestParser::feed(const char* data, std::size_t len) {
     if (state_ == State::complete || state_ == State::error || len == 0) {
         return 0;
     }
-    feed_begin_ = data;
-    const llhttp_errno_t err = llhttp_execute(&parser_, data, len);
+    if (state_ == State::head && !scanner_.done()) {
+        std::size_t used = 0;
+        if (scanner_.scan(data, len, used) == HeadScanner::Verdict::error) {
+            fail(scanner_.error_status(), scanner_.error_reason());
+            return used;
+        }
+        if (deferred_error_ != HPE_OK) {
+            return settle_deferred_error() ? used : len;
+        }
+    }
+    llhttp_errno_t err = llhttp_execute(&parser_, data, len);
+    std::size_t consumed = err == HPE_OK ? len : static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - data);
+    if (err == HPE_PAUSED_UPGRADE && state_ != State::complete) {
+        // llhttp's upgrade pause after the previous message ended; this is a new one.
+        llhttp_resume_after_upgrade(&parser_);
+        return consumed + feed(data + consumed, len - consumed);
+    }
     if (err == HPE_OK) {
         return len;
     }
-    const auto consumed = static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - data);
     if (err == HPE_PAUSED && state_ == State::complete) {
         return consumed;
     }
@@ -84,10 +87,33 @@ std::size_t RequestParser::feed(const char* data, std::size_t len) {
         state_ = State::complete;
         return consumed;
     }
-    if (state_ != State::error) {
-        fail(status_for(err, {data, len}), llhttp_get_error_reason(&parser_));
+    if (state_ == State::error) {
+        return consumed;
     }
+    if (err == HPE_INVALID_METHOD || err == HPE_INVALID_VERSION) {
+        // 501/505 or 400 depends on the whole request line: wait for its end.
+        deferred_error_ = err;
+        deferred_reason_ = llhttp_get_error_reason(&parser_);
+        return settle_deferred_error() ? consumed : len;
+    }
+    fail(400, llhttp_get_error_reason(&parser_));
     return consumed;
+}
+
+bool RequestParser::settle_deferred_error() {
+    if (!scanner_.request_line_complete() && !scanner_.request_line_hopeless()) {
+        return false;
+    }
+    int status = 400;
+    if (!scanner_.request_line_complete()) {
+        status = 400;
+    } else if (deferred_error_ == HPE_INVALID_METHOD && scanner_.request_line_well_formed()) {
+        status = 501; // RFC 9110 9.1: a method we do not implement
+    } else if (deferred_error_ == HPE_INVALID_VERSION && scanner_.version_syntax_ok()) {
+        status = 505; // a well-formed version we do not speak
+    }
+    fail(status, deferred_reason_);
+    return true;
 }
 
 void RequestParser::finish() {
@@ -102,10 +128,16 @@ void RequestParser::next_message() {
     body_received_ = 0;
     trailer_bytes_ = 0;
     host_fields_ = 0;
+    scanner_.reset();
+    deferred_error_ = HPE_OK;
     message_begun_ = false;
     field_open_ = false;
     state_ = State::head;
-    if (llhttp_get_errno(&parser_) == HPE_PAUSED_UPGRADE) {
+    if (llhttp_get_errno(&parser_) != HPE_PAUSED && llhttp_get_errno(&parser_) != HPE_PAUSED_UPGRADE) {
+        // After an error llhttp cannot resume: start over.
+        llhttp_init(&parser_, HTTP_REQUEST, settings());
+        parser_.data = this;
+    } else if (llhttp_get_errno(&parser_) == HPE_PAUSED_UPGRADE) {
         llhttp_resume_after_upgrade(&parser_);
     } else {
         llhttp_resume(&parser_);
@@ -137,11 +169,6 @@ int RequestParser::on_url(llhttp_t* p, const char* at, std::size_t len) {
     auto* self = static_cast<RequestParser*>(p->data);
     auto& head = self->head_;
     if (head.target.length == 0) {
-        // RFC 9112 3: exactly one SP between method and target; llhttp skips extras.
-        if (at >= self->feed_begin_ + 2 && at[-1] == ' ' && at[-2] == ' ') {
-            self->fail(400, "more than one space in the request line");
-            return HPE_USER;
-        }
         head.target.offset = static_cast<std::uint32_t>(head.bytes.size());
     }
     if (!self->append_head(at, len)) {
@@ -201,13 +228,6 @@ int RequestParser::on_header_value(llhttp_t* p, const char* at, std::size_t len)
         }
         return 0;
     }
-    auto& value = self->head_.headers.back().value;
-    if (value.length > 0 && at != self->feed_begin_) {
-        // A second piece of one value inside one feed: llhttp joined an obs-fold
-        // continuation line. RFC 9112 5.2 lets us reject it; ambiguity is refused.
-        self->fail(400, "obsolete line folding in a header field");
-        return HPE_USER;
-    }
     for (std::size_t i = 0; i < len; ++i) {
         const char c = at[i];
         if (c == '\r' || c == '\n' || c == '\0') { // obs-fold or a stray control byte
@@ -239,6 +259,10 @@ int RequestParser::on_header_value_complete(llhttp_t* p) {
     }
     if (iequals(head.view(field.name), "host")) {
         ++self->host_fields_;
+        if (!valid_host(head.view(field.value))) {
+            self->fail(400, "invalid Host header");
+            return HPE_USER;
+        }
     }
     if (iequals(head.view(field.name), "expect") &&
         iequals(head.view(field.value), "100-continue")) {
@@ -271,12 +295,16 @@ int RequestParser::on_headers_complete(llhttp_t* p) {
         self->fail(400, self->host_fields_ == 0 ? "missing Host header" : "more than one Host header");
         return -1;
     }
-    head.keep_alive = http11 ? (p->flags & F_CONNECTION_CLOSE) == 0
-                             : (p->flags & F_CONNECTION_KEEP_ALIVE) != 0;
+    // RFC 9112 9.3: "close" wins over "keep-alive"; 1.0 persists only when asked to.
+    head.keep_alive = (p->flags & F_CONNECTION_CLOSE) == 0 &&
+                      (http11 || (p->flags & F_CONNECTION_KEEP_ALIVE) != 0);
     if (p->upgrade != 0) {
         head.keep_alive = false; // no protocol switch under WSGI: answer, then close
     }
     head.chunked = (p->flags & F_CHUNKED) != 0;
+    if (!http11 && (p->flags & F_TRANSFER_ENCODING) != 0) {
+        head.keep_alive = false; // RFC 9112 6.1: 1.0 framing with chunked: close after
+    }
     head.has_content_length = (p->flags & F_CONTENT_LENGTH) != 0;
     head.content_length = head.has_content_length ? p->content_length : 0;
     head.expect_continue = head.expect_continue && http11 && head.has_body();

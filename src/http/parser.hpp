@@ -2,6 +2,8 @@
 // a request head, body bytes and a verdict out. Unit-tested and fuzzed on its own.
 #pragma once
 
+#include "http/head_scanner.hpp"
+
 #include <llhttp.h>
 
 #include <cstddef>
@@ -98,6 +100,7 @@ private:
     static int on_message_complete(llhttp_t* p);
 
     bool append_head(const char* at, std::size_t len);
+    bool settle_deferred_error();
     void fail(int status, std::string reason);
 
     llhttp_t parser_{};
@@ -107,7 +110,9 @@ private:
     std::uint64_t body_received_ = 0;
     std::size_t trailer_bytes_ = 0;
     std::size_t host_fields_ = 0;
-    const char* feed_begin_ = nullptr; // start of the bytes of the current feed()
+    HeadScanner scanner_;
+    llhttp_errno_t deferred_error_ = HPE_OK; // a request-line error awaiting its verdict
+    std::string deferred_reason_;
     State state_ = State::head;
     bool message_begun_ = false;
     bool field_open_ = false;

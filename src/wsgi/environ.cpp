@@ -44,6 +44,13 @@ TargetParts split_target(std::string_view target) {
             const auto path_start = target.find_first_of("/?", scheme_end + 3);
             target = path_start == std::string_view::npos ? std::string_view("/")
                                                           : target.substr(path_start);
+            if (target.front() == '?') {
+                // "http://host?q": the path is empty, which means "/" (RFC 9110 4.2.3).
+                TargetParts parts;
+                parts.path = "/";
+                parts.query = target.substr(1);
+                return parts;
+            }
         }
     }
     TargetParts parts;

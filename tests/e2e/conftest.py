@@ -9,17 +9,15 @@ attached to the report of a failing test.
 from __future__ import annotations
 
 import itertools
-import uuid
 import signal
+import uuid
 from pathlib import Path
 
 import pytest
 
 from e2e_helpers import (
     APPS_DIR,
-    SOCKET_TIMEOUT,
     STOP_TIMEOUT,
-    RawHTTP,
     ServerProcess,
     SetupError,
     child_env,
@@ -29,6 +27,11 @@ from e2e_helpers import (
 )
 
 DEFAULT_TEST_TIMEOUT = 60  # seconds per test (pytest-timeout), unless a test says otherwise
+
+
+def pytest_configure(config):
+    # Strict: any warning in the test process (e.g. an unclosed socket) is an error.
+    config.addinivalue_line("filterwarnings", "error")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -90,7 +93,8 @@ class ServerFactory:
         port: int | None = None,
         argv_override: list[str] | None = None,
     ) -> ServerProcess:
-        """Start a server; by default --workers 1 --blocking-threads 4 --working-dir apps/.
+        """Start a server; by default --workers 1 --blocking-threads 4 --keep-alive-timeout 120
+        --working-dir apps/.
 
         argv_override replaces all server options (port must then be passed in)."""
         args = list(args or [])
@@ -99,6 +103,10 @@ class ServerFactory:
                 args += ["--workers", "1"]
             if not has_flag(args, "--blocking-threads"):
                 args += ["--blocking-threads", "4"]
+            if not has_flag(args, "--keep-alive-timeout"):
+                # Far beyond CLOSE_TIMEOUT: a connection closed during a test was closed on
+                # purpose (Connection: close, HTTP/1.0, bad request), never by the idle timer.
+                args += ["--keep-alive-timeout", "120"]
         if working_dir is not None and not has_flag(args, "--working-dir"):
             args += ["--working-dir", str(working_dir)]
         prefix, door_env = frontdoor_command(frontdoor)
@@ -173,21 +181,6 @@ def module_server_factory(tmp_path_factory):
 def app_server(module_server_factory) -> ServerProcess:
     """The PEP 3333 test app on one worker with four blocking threads, shared by a module."""
     return module_server_factory.start("wsgi_app:app", ["--workers", "1", "--blocking-threads", "4"])
-
-
-@pytest.fixture
-def raw(app_server):
-    """A factory of raw connections to app_server, closed after the test."""
-    conns = []
-
-    def connect(timeout: float = SOCKET_TIMEOUT) -> RawHTTP:
-        c = RawHTTP(app_server.port, timeout=timeout)
-        conns.append(c)
-        return c
-
-    yield connect
-    for c in conns:
-        c.close()
 
 
 @pytest.fixture

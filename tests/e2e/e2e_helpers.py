@@ -24,6 +24,7 @@ HOST = "127.0.0.1"
 SOCKET_TIMEOUT = 10.0  # every socket operation in the suite
 STARTUP_TIMEOUT = 30.0  # port accepting + first probe answered
 STOP_TIMEOUT = 20.0  # SIGTERM -> exit, before SIGKILL
+CLOSE_TIMEOUT = 5.0  # how long a connection may take to be closed by the server "at once"
 POLL_INTERVAL = 0.02  # granularity of readiness/marker polling (never used as a sync point)
 
 
@@ -191,6 +192,7 @@ class ServerProcess:
         self.stderr_path = log_dir / f"{name}.stderr.log"
         self.stdout_path = log_dir / f"{name}.stdout.log"
         self._stopped: StopResult | None = None
+        self._seen_children: set[int] = set()  # every worker PID observed, for cleanup
         with open(self.stderr_path, "wb") as err, open(self.stdout_path, "wb") as out:
             self.proc = subprocess.Popen(
                 argv,
@@ -240,7 +242,9 @@ class ServerProcess:
         return self.proc.poll() is None
 
     def workers(self) -> list[int]:
-        return children_of(self.pid)
+        pids = children_of(self.pid)
+        self._seen_children.update(pids)
+        return pids
 
     def marker(self, name: str) -> Path:
         assert self.state_dir is not None
@@ -291,7 +295,7 @@ class ServerProcess:
         """Signal the master by PID; SIGKILL it and its descendants after `timeout`."""
         if self._stopped is not None:
             return self._stopped
-        family = descendants_of(self.pid) if self.alive() else []
+        family = sorted(set(descendants_of(self.pid) if self.alive() else []) | self._seen_children)
         forced = False
         if self.alive():
             _kill_quietly(self.pid, sig)
@@ -666,15 +670,22 @@ class RawHTTP:
         data, self.buf = self.buf, b""
         return data
 
-    def wait_closed(self) -> bool:
+    def wait_closed(self, timeout: float = CLOSE_TIMEOUT) -> bool:
         """True when the server closes the connection (EOF/reset) with no further bytes
-        (within the socket timeout); False when more data arrives or it stays open."""
+        within `timeout`; False when more data arrives or it stays open.
+
+        The test servers run with idle timers far longer than this (see conftest), so a
+        close seen here is the behaviour under test, not an idle timeout."""
         if self.buf:
             return False
+        previous = self.sock.gettimeout()
+        self.sock.settimeout(timeout)
         try:
             got_more = self._recv()
         except socket.timeout:
             return False
+        finally:
+            self.sock.settimeout(previous)
         return not got_more
 
 

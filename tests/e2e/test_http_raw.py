@@ -274,6 +274,7 @@ MALFORMED = [
     ("te-unknown", b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", {400, 501}),
     ("http11-missing-host", b"GET /hello HTTP/1.1\r\n\r\n", {400}),
     ("http11-duplicate-host", b"GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", {400}),
+    ("http11-invalid-host", b"GET /hello HTTP/1.1\r\nHost: a b\r\n\r\n", {400}),
 ]
 
 

@@ -3,6 +3,8 @@
 Deadlines are configured short (1 s) and only bounded from above by the socket timeout:
 the tests check that a stalled peer is dealt with, never how fast."""
 
+import hashlib
+import json
 import signal
 
 import pytest
@@ -30,6 +32,8 @@ def limited_server(module_server_factory):
             "--max-headers", "20",
             "--header-read-timeout", "1",
             "--read-timeout", "1",
+            "--write-timeout", "1",
+            "--keep-alive-timeout", "1",
         ],
     )
 
@@ -108,6 +112,57 @@ def test_stalled_body_unblocks_the_reading_app(limited_server, token):
         if resp is not None:
             assert c.wait_closed()
     assert_serves(limited_server)
+
+
+def a_server_timeout_has_elapsed(server) -> None:
+    """Proof that more than the 1 s deadlines passed on the server, without sleeping: an idle
+    keep-alive connection of our own is closed by the server's --keep-alive-timeout 1."""
+    with RawHTTP(server.port) as c:
+        assert c.request("GET", "/hello").status == 200
+        assert c.wait_closed()
+
+
+def test_deadlines_do_not_cut_a_long_running_request(limited_server, token):
+    c = RawHTTP(limited_server.port, timeout=30)
+    c.send(build_request("GET", f"/block?token={token}", port=limited_server.port))
+    wait_for_file(limited_server.marker(f"started-{token}"))
+    a_server_timeout_has_elapsed(limited_server)
+    a_server_timeout_has_elapsed(limited_server)
+    limited_server.marker(f"release-{token}").write_text("go")
+    resp = c.read_response()
+    c.close()
+    assert resp.status == 200 and resp.body == f"released {token}".encode()
+
+
+def test_read_timeout_does_not_fire_while_the_app_is_not_reading(module_server_factory, token):
+    # The client sent the whole body at once; the app only reads it after a while.
+    server = module_server_factory.start(
+        "wsgi_app:app", ["--read-timeout", "1", "--keep-alive-timeout", "1", "--header-read-timeout", "1"]
+    )
+    body = bytes(range(256)) * 800  # 200 KiB: fits in the socket buffers, so the client never stalls
+    c = RawHTTP(server.port, timeout=30)
+    c.send(build_request("POST", f"/block-then-read?token={token}", body=body, port=server.port))
+    wait_for_file(server.marker(f"started-{token}"))
+    a_server_timeout_has_elapsed(server)
+    a_server_timeout_has_elapsed(server)
+    server.marker(f"release-{token}").write_text("go")
+    resp = c.read_response()
+    c.close()
+    assert resp.status == 200, resp
+    assert json.loads(resp.body) == {"length": len(body), "sha256": hashlib.sha256(body).hexdigest()}
+
+
+def test_write_timeout_does_not_fire_while_the_app_is_slow(limited_server, token):
+    c = RawHTTP(limited_server.port, timeout=30)
+    c.send(build_request("GET", f"/stream-paused?token={token}", port=limited_server.port))
+    wait_for_file(limited_server.marker(f"paused-{token}"))
+    a_server_timeout_has_elapsed(limited_server)
+    a_server_timeout_has_elapsed(limited_server)
+    limited_server.marker(f"release-{token}").write_text("go")
+    resp = c.read_response()
+    c.close()
+    assert resp.status == 200
+    assert resp.body == b"before-pause;after-pause"
 
 
 def test_graceful_timeout_bounds_shutdown(server_factory, token):

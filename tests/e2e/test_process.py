@@ -83,6 +83,15 @@ def test_killed_worker_is_respawned(server_factory):
     assert_serves(server)
 
 
+def test_workers_exit_when_master_is_killed(server_factory):
+    server = server_factory.start(args=["--workers", "2"])
+    workers = wait_until(lambda: (w := server.workers()) and len(w) == 2 and w, 20, "2 worker processes")
+    server.send_signal(signal.SIGKILL)
+    assert server.wait_exit(10) is not None
+    wait_until(lambda: not any(pid_alive(w) for w in workers), 20, "orphaned workers to exit")
+    wait_until(lambda: not port_accepts(server.port), 10, "the port to be released")
+
+
 def test_blocking_threads_serve_concurrently(server_factory, token):
     server = server_factory.start(args=["--workers", "1", "--blocking-threads", "2"])
     blocked = start_blocked_request(server, token)

@@ -2,12 +2,23 @@
 the standalone binary and serves the same way."""
 
 import json
+import os
 import signal
 
 import pytest
 import requests
 
-from e2e_helpers import APPS_DIR, HOST, assert_serves, free_port, http_get, run_cli, server_argv, wait_until
+from e2e_helpers import (
+    APPS_DIR,
+    HOST,
+    assert_serves,
+    free_port,
+    http_get,
+    pid_alive,
+    run_cli,
+    server_argv,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -83,3 +94,22 @@ def test_flask_app(server_factory):
     server = server_factory.start("flask_app:app", frontdoor="python", probe="/")
     r = requests.post(f"{server.url}/json", json={"x": 1}, timeout=10)
     assert r.json()["received"] == {"x": 1}
+
+
+def test_sigint_exits_cleanly(server_factory):
+    server = server_factory.start(frontdoor="python")
+    assert_serves(server)
+    server.send_signal(signal.SIGINT)
+    assert server.wait_exit(30) == 0
+    assert "KeyboardInterrupt" not in server.log()
+
+
+def test_killed_worker_is_respawned(server_factory):
+    server = server_factory.start(args=["--workers", "2"], frontdoor="python")
+    workers = wait_until(lambda: (w := server.workers()) and len(w) == 2 and w, 20, "2 worker processes")
+    os.kill(workers[0], signal.SIGKILL)
+    wait_until(lambda: not pid_alive(workers[0]), 10, "the worker to die")
+    assert_serves(server)
+    wait_until(lambda: (w := server.workers()) and len(w) == 2 and workers[0] not in w, 20, "a replacement worker")
+    for _ in range(10):
+        assert_serves(server)

@@ -254,3 +254,12 @@ def test_client_disconnect_mid_body_unblocks_app(app_server, token):
     outcome = wait_for_file(app_server.marker(f"read-{token}"), timeout=30)
     assert outcome != "returned:100000", outcome
     assert_serves(app_server)
+
+
+@pytest.mark.parametrize("framing", FRAMINGS)
+def test_reading_input_while_streaming_the_response(app_server, framing):
+    with RawHTTP(app_server.port) as c:
+        c.send(request_bytes(app_server.port, "/duplex", MEDIUM, framing))
+        resp = c.read_response()
+    assert resp.status == 200
+    assert resp.body == b"start;" + MEDIUM + b";end"

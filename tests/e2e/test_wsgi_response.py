@@ -285,6 +285,12 @@ BAD_HEADER_KINDS = [
 ]
 
 
+def assert_closed_unless_start_response_raised(server, token):
+    # Rejected inside start_response: the app never returned an iterable, nothing to close.
+    if not server.marker(f"start-response-raised-{token}").exists():
+        assert_closed_marker(server, token)
+
+
 def assert_server_500(resp, *, forbidden=(b"Injected", b"X-Bad", b"must-not-be-sent")):
     assert resp.status == 500, resp
     raw = resp.raw_head + resp.body
@@ -293,19 +299,21 @@ def assert_server_500(resp, *, forbidden=(b"Injected", b"X-Bad", b"must-not-be-s
 
 
 @pytest.mark.parametrize("kind", BAD_HEADER_KINDS)
-def test_bad_response_header_gives_500(app_server, kind):
+def test_bad_response_header_gives_500(app_server, kind, token):
     with RawHTTP(app_server.port) as c:
-        resp = c.request("GET", f"/bad-header?kind={kind}")
+        resp = c.request("GET", f"/bad-header?kind={kind}&token={token}")
         assert_server_500(resp)
         if not resp.server_closes:
             assert c.request("GET", "/hello").body == b"Hello, world!\n"
+    assert_closed_unless_start_response_raised(app_server, token)
     assert_serves(app_server)
 
 
 @pytest.mark.parametrize("kind", ["crlf", "letters", "two-digits", "four-digits", "no-space", "empty", "zero", "bytes", "none"])
-def test_bad_status_gives_500(app_server, kind):
-    resp = http_get(app_server.port, f"/bad-status?kind={kind}")
+def test_bad_status_gives_500(app_server, kind, token):
+    resp = http_get(app_server.port, f"/bad-status?kind={kind}&token={token}")
     assert_server_500(resp, forbidden=(b"Injected", b"must-not-be-sent"))
+    assert_closed_unless_start_response_raised(app_server, token)
     assert_serves(app_server)
 
 
@@ -338,22 +346,41 @@ def test_exception_mid_stream_aborts_response(app_server, token):
     assert_serves(app_server)
 
 
-@pytest.mark.parametrize("route", ["/return-none", "/yield-str", "/no-start-response"])
+def test_yielding_str_gives_500_and_closes_iterable(app_server, token):
+    resp = http_get(app_server.port, f"/yield-str?token={token}")
+    assert resp.status == 500, resp
+    assert_closed_marker(app_server, token)
+
+
+def test_close_called_when_client_left_before_the_response(app_server, token):
+    c = RawHTTP(app_server.port)
+    c.send(build_request("GET", f"/block?token={token}&iterable=1", port=app_server.port))
+    wait_for_file(app_server.marker(f"started-{token}"))
+    c.close()
+    app_server.marker(f"release-{token}").write_text("go")
+    assert_closed_marker(app_server, token)
+    assert_serves(app_server)
+
+
+@pytest.mark.parametrize("route", ["/return-none", "/yield-str", "/no-start-response", "/gen-without-start-response"])
 def test_protocol_violations_give_500(app_server, route):
     resp = http_get(app_server.port, route)
     assert resp.status == 500, resp
-    assert b"not a body" not in resp.body and b"without start_response" not in resp.body
+    assert b"not a body" not in resp.body and b"start_response" not in resp.body
     assert_serves(app_server)
 
 
 def test_worker_survives_many_errors(app_server):
-    with RawHTTP(app_server.port) as c:
+    c = RawHTTP(app_server.port)
+    try:
         for _ in range(30):
             resp = c.request("GET", "/error?token=many")
             assert resp.status == 500
             if resp.server_closes:
                 c.close()
                 c = RawHTTP(app_server.port)
+    finally:
+        c.close()
     assert_serves(app_server)
 
 

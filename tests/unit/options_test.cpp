@@ -63,7 +63,17 @@ std::string parse_error(Args args, const Env& env = {}) {
     }
     EXPECT_EQ(lines.size(), 1U) << outcome.output;
     EXPECT_EQ(lines[0].rfind("appserver: error: ", 0), 0U) << lines[0];
-    return lines[0];
+    // Every usage error ends with the same pointer to --help; compare what precedes it.
+    const std::string hint = " (see 'appserver --help')";
+    std::string line = lines[0];
+    EXPECT_TRUE(line.size() >= hint.size() &&
+                line.compare(line.size() - hint.size(), hint.size(), hint) == 0)
+        << line;
+    if (line.size() >= hint.size() &&
+        line.compare(line.size() - hint.size(), hint.size(), hint) == 0) {
+        line.resize(line.size() - hint.size());
+    }
+    return line;
 }
 
 std::set<std::string> long_flags_in(const std::string& text) {

@@ -232,6 +232,23 @@ def route_input(environ, start_response):
     return respond_json(start_response, result)
 
 
+def route_duplex(environ, start_response):
+    """Reads the body piece by piece while already streaming the response."""
+    inp = environ["wsgi.input"]
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+
+    def gen():
+        yield b"start;"
+        while True:
+            piece = inp.read(1024)
+            if not piece:
+                break
+            yield piece
+        yield b";end"
+
+    return gen()
+
+
 def route_echo(environ, start_response):
     body = environ["wsgi.input"].read()
     ctype = environ.get("CONTENT_TYPE", "application/octet-stream")
@@ -525,16 +542,27 @@ BAD_STATUSES = {
 }
 
 
+def _start_or_record(start_response, token, status, headers):
+    """start_response may reject bad arguments at once (then no iterable exists to close)."""
+    try:
+        start_response(status, headers)
+    except Exception as e:
+        mark(f"start-response-raised-{token}", type(e).__name__)
+        raise
+
+
 def route_bad_header(environ, start_response):
-    kind = query(environ)["kind"]
-    start_response("200 OK", [("Content-Type", "text/plain"), BAD_HEADERS[kind]])
-    return [b"must-not-be-sent"]
+    q = query(environ)
+    token = q.get("token", "badheader")
+    _start_or_record(start_response, token, "200 OK", [("Content-Type", "text/plain"), BAD_HEADERS[q["kind"]]])
+    return ClosingIterable(iter([b"must-not-be-sent"]), token)
 
 
 def route_bad_status(environ, start_response):
-    kind = query(environ)["kind"]
-    start_response(BAD_STATUSES[kind], [("Content-Type", "text/plain")])
-    return [b"must-not-be-sent"]
+    q = query(environ)
+    token = q.get("token", "badstatus")
+    _start_or_record(start_response, token, BAD_STATUSES[q["kind"]], [("Content-Type", "text/plain")])
+    return ClosingIterable(iter([b"must-not-be-sent"]), token)
 
 
 def route_error(environ, start_response):
@@ -571,7 +599,7 @@ def route_return_none(environ, start_response):
 
 def route_yield_str(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
-    return ["a native string is not a body"]
+    return ClosingIterable(iter(["a native string is not a body"]), query(environ).get("token", "yieldstr"))
 
 
 def route_no_start_response(environ, start_response):
@@ -627,7 +655,43 @@ def route_block(environ, start_response):
     mark(f"finished-{token}", "released" if released else "timeout")
     if not released:
         return respond_text(start_response, "never released", "504 Gateway Timeout")
+    if query(environ).get("iterable") == "1":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return ClosingIterable(iter([b"released ", token.encode()]), token)
     return respond_text(start_response, f"released {token}")
+
+
+def route_block_then_read(environ, start_response):
+    """Holds the request (body unread) until released, then reads the whole body."""
+    token = query(environ)["token"]
+    mark(f"started-{token}", str(os.getpid()))
+    if not wait_released(token):
+        return respond_text(start_response, "never released", "504 Gateway Timeout")
+    body = environ["wsgi.input"].read()
+    return respond_json(start_response, {"length": len(body), "sha256": hashlib.sha256(body).hexdigest()})
+
+
+def route_stream_paused(environ, start_response):
+    """Sends a first chunk, waits until released, then sends the rest."""
+    token = query(environ)["token"]
+    start_response("200 OK", [("Content-Type", "text/plain")])
+
+    def gen():
+        yield b"before-pause;"
+        mark(f"paused-{token}")
+        if not wait_released(token):
+            yield b"never released"
+            return
+        yield b"after-pause"
+
+    return ClosingIterable(gen(), token)
+
+
+def route_gen_without_start_response(environ, start_response):
+    def gen():
+        yield b"data before start_response"
+
+    return gen()
 
 
 def route_mark(environ, start_response):
@@ -649,6 +713,7 @@ def route_osenv(environ, start_response):
 ROUTES = {
     "/hello": route_hello,
     "/echo": route_echo,
+    "/duplex": route_duplex,
     "/validate": route_validate,
     "/stream": route_stream,
     "/stream-cl": route_stream_cl,
@@ -680,6 +745,9 @@ ROUTES = {
     "/errors-log": route_errors_log,
     "/block": route_block,
     "/mark": route_mark,
+    "/block-then-read": route_block_then_read,
+    "/stream-paused": route_stream_paused,
+    "/gen-without-start-response": route_gen_without_start_response,
     "/pid": route_pid,
     "/osenv": route_osenv,
 }

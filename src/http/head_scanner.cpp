@@ -1,0 +1,126 @@
+// Raw request-head checks (see head_scanner.hpp).
+#include "http/head_scanner.hpp"
+
+#include "http/response.hpp"
+
+#include <string_view>
+
+namespace appserver::http {
+
+void HeadScanner::reset() {
+    bytes_ = 0;
+    line_ = 0;
+    line_len_ = 0;
+    prev_cr_ = false;
+    prev_sp_ = false;
+    spaces_ = 0;
+    method_token_ = true;
+    method_len_ = 0;
+    last_token_.clear();
+    verdict_ = Verdict::more;
+    error_status_ = 0;
+    error_reason_ = "";
+}
+
+HeadScanner::Verdict HeadScanner::fail(int status, const char* reason) {
+    verdict_ = Verdict::error;
+    error_status_ = status;
+    error_reason_ = reason;
+    return verdict_;
+}
+
+HeadScanner::Verdict HeadScanner::scan(const char* data, std::size_t len, std::size_t& used) {
+    used = 0;
+    if (verdict_ != Verdict::more) {
+        return verdict_;
+    }
+    for (std::size_t i = 0; i < len; ++i) {
+        const char c = data[i];
+        used = i + 1;
+        if (++bytes_ > max_bytes_) {
+            return fail(431, "request header section too large");
+        }
+        if (prev_cr_) {
+            if (c != '\n') {
+                return fail(400, "bare CR in the request head");
+            }
+            prev_cr_ = false;
+            if (line_len_ == 0) {
+                if (line_ == 0) {
+                    continue; // RFC 9112 2.2: empty lines before the request line are ignored
+                }
+                verdict_ = Verdict::done;
+                return verdict_;
+            }
+            ++line_;
+            line_len_ = 0;
+            continue;
+        }
+        if (c == '\r') {
+            prev_cr_ = true;
+            continue;
+        }
+        if (c == '\n') {
+            return fail(400, "bare LF in the request head (lines end with CRLF)");
+        }
+        if (line_ == 0) {
+            if (c == ' ') {
+                if (prev_sp_ || line_len_ == 0) {
+                    return fail(400, "more than one space in the request line");
+                }
+                ++spaces_;
+                last_token_.clear();
+            } else {
+                if (spaces_ == 0) {
+                    method_token_ = method_token_ && valid_header_name(std::string_view(&c, 1));
+                    ++method_len_;
+                } else if (last_token_.size() < 16) {
+                    last_token_.push_back(c);
+                }
+            }
+            prev_sp_ = c == ' ';
+        } else if (line_len_ == 0) {
+            if (c == ' ' || c == '\t') {
+                return fail(400, "obsolete line folding in the request head");
+            }
+            if (c == ':') {
+                return fail(400, "empty header field name");
+            }
+        }
+        ++line_len_;
+    }
+    return verdict_;
+}
+
+bool HeadScanner::version_syntax_ok() const {
+    const std::string& v = last_token_;
+    return v.size() == 8 && v.compare(0, 5, "HTTP/") == 0 && v[5] >= '0' && v[5] <= '9' &&
+           v[6] == '.' && v[7] >= '0' && v[7] <= '9';
+}
+
+bool HeadScanner::request_line_hopeless() const {
+    if (!method_token_ || spaces_ > 2) {
+        return true;
+    }
+    if (spaces_ < 2) {
+        return false;
+    }
+    static constexpr std::string_view shape = "HTTP/0.0";
+    const std::string& v = last_token_;
+    if (v.size() > shape.size()) {
+        return true;
+    }
+    for (std::size_t i = 0; i < v.size(); ++i) {
+        const bool digit = shape[i] == '0';
+        if (digit ? (v[i] < '0' || v[i] > '9') : v[i] != shape[i]) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool HeadScanner::request_line_well_formed() const {
+    return method_token_ && method_len_ > 0 && spaces_ == 2 && version_syntax_ok();
+}
+
+} // namespace appserver::http

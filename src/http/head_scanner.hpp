@@ -1,0 +1,56 @@
+// Framing checks on the raw bytes of a request head that llhttp does not make, or makes
+// only for some read boundaries: bare LF or CR, obs-fold, an empty field name, more than
+// one SP in the request line, and the head's total size (padding included). Runs before
+// llhttp on the same bytes and keeps its state across reads, so a verdict never depends
+// on how the client's bytes were split.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace appserver::http {
+
+class HeadScanner {
+public:
+    enum class Verdict { more, done, error };
+
+    explicit HeadScanner(std::size_t max_bytes) : max_bytes_(max_bytes) {}
+    void reset();
+
+    // Scans up to len bytes; used = how many belong to the head (it stops after the
+    // blank line that ends it). After done or error, further calls scan nothing.
+    Verdict scan(const char* data, std::size_t len, std::size_t& used);
+
+    bool done() const { return verdict_ == Verdict::done; }
+    int error_status() const { return error_status_; }
+    const char* error_reason() const { return error_reason_; }
+
+    // Facts about the request line, once request_line_complete().
+    bool request_line_complete() const { return line_ > 0 || verdict_ != Verdict::more; }
+    // method SP target SP HTTP/d.d with a token for the method.
+    bool request_line_well_formed() const;
+    // The last token of the request line has the syntax HTTP/DIGIT.DIGIT.
+    bool version_syntax_ok() const;
+    // What was seen of the request line so far can no longer become well-formed
+    // (binary garbage, a TLS handshake): no need to wait for its end.
+    bool request_line_hopeless() const;
+
+private:
+    Verdict fail(int status, const char* reason);
+
+    std::size_t max_bytes_;
+    std::size_t bytes_ = 0;
+    std::size_t line_ = 0;      // index of the current line; 0 = request line
+    std::size_t line_len_ = 0;
+    bool prev_cr_ = false;
+    bool prev_sp_ = false;
+    unsigned spaces_ = 0;       // SPs in the request line
+    bool method_token_ = true;  // every byte before the first SP is a tchar
+    std::size_t method_len_ = 0;
+    std::string last_token_;    // bytes after the request line's last SP (capped)
+    Verdict verdict_ = Verdict::more;
+    int error_status_ = 0;
+    const char* error_reason_ = "";
+};
+
+} // namespace appserver::http
