@@ -52,6 +52,10 @@ HeadScanner::Verdict HeadScanner::scan(const char* data, std::size_t len, std::s
                 verdict_ = Verdict::done;
                 return verdict_;
             }
+            if (line_ == 0 && (spaces_ != 2 || !version_syntax_ok())) {
+                // Also HTTP/0.9's "GET /path": not a request line we speak.
+                return fail(400, "malformed request line");
+            }
             ++line_;
             line_len_ = 0;
             continue;
