@@ -1,11 +1,22 @@
 // Raw request-head checks (see head_scanner.hpp).
 #include "http/head_scanner.hpp"
 
-#include "http/response.hpp"
 
+#include <cstring>
 #include <string_view>
 
 namespace appserver::http {
+namespace {
+
+bool is_tchar(char c) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u >= '0' && u <= '9') || (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z')) {
+        return true;
+    }
+    return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+} // namespace
 
 void HeadScanner::reset() {
     bytes_ = 0;
@@ -67,6 +78,28 @@ HeadScanner::Verdict HeadScanner::scan(const char* data, std::size_t len, std::s
         if (c == '\n') {
             return fail(400, "bare LF in the request head (lines end with CRLF)");
         }
+        if (line_ > 0 && line_len_ > 0) {
+            // Inside a header line only CR and LF matter: jump to the next one with
+            // memchr rather than looking at every byte.
+            const char* rest = data + i;
+            const std::size_t n = len - i;
+            const void* cr = std::memchr(rest, '\r', n);
+            const std::size_t span = cr ? static_cast<std::size_t>(static_cast<const char*>(cr) - rest) : n;
+            if (std::memchr(rest, '\n', span) != nullptr) {
+                return fail(400, "bare LF in the request head (lines end with CRLF)");
+            }
+            // This byte was counted above; count the rest of the span too.
+            if (span > 1) {
+                bytes_ += span - 1;
+                if (bytes_ > max_bytes_) {
+                    return fail(431, "request header section too large");
+                }
+            }
+            line_len_ += span;
+            i += span - 1;
+            used = i + 1;
+            continue;
+        }
         if (line_ == 0) {
             if (c == ' ') {
                 if (prev_sp_ || line_len_ == 0) {
@@ -76,7 +109,7 @@ HeadScanner::Verdict HeadScanner::scan(const char* data, std::size_t len, std::s
                 last_token_.clear();
             } else {
                 if (spaces_ == 0) {
-                    method_token_ = method_token_ && valid_header_name(std::string_view(&c, 1));
+                    method_token_ = method_token_ && is_tchar(c);
                     ++method_len_;
                 } else if (last_token_.size() < 16) {
                     last_token_.push_back(c);
