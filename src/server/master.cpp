@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -54,6 +55,13 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
     ::pthread_sigmask(SIG_BLOCK, &signals, &previous);
     ::signal(SIGPIPE, SIG_IGN);
     const pid_t master_pid = ::getpid();
+    // Each connection is a descriptor: take the hard limit rather than the often tiny
+    // default soft one (1024), so capacity is set by --workers/--backlog, not by accident.
+    rlimit files{};
+    if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+        files.rlim_cur = files.rlim_max;
+        ::setrlimit(RLIMIT_NOFILE, &files);
+    }
 
     std::vector<Slot> slots(config.workers);
     auto spawn = [&](unsigned index) {

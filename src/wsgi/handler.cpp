@@ -23,6 +23,58 @@ struct ThreadGil {
 };
 thread_local ThreadGil thread_gil;
 
+// The per-request objects the app sees (wsgi.input, start_response and its state) are
+// reused by the next request on the same thread when the app kept no reference to them;
+// otherwise fresh ones are made, so a kept object never sees another request.
+struct ThreadObjects {
+    InputObject* input = nullptr;
+    StartResponseObject* state = nullptr;
+    PyObject* start_response = nullptr; // holds a reference to state
+};
+thread_local ThreadObjects thread_objects;
+
+bool acquire_objects(server::Exchange& ex) {
+    ThreadObjects& o = thread_objects;
+    if (o.input != nullptr && Py_REFCNT(o.input) == 1) {
+        o.input->exchange = &ex;
+    } else {
+        Py_XDECREF(reinterpret_cast<PyObject*>(o.input));
+        o.input = new_input(&ex);
+        if (o.input == nullptr) {
+            return false;
+        }
+    }
+    if (o.start_response != nullptr && Py_REFCNT(o.start_response) == 1 &&
+        Py_REFCNT(o.state) == 2) {
+        o.state->exchange = &ex;
+    } else {
+        Py_XDECREF(o.start_response);
+        Py_XDECREF(reinterpret_cast<PyObject*>(o.state));
+        o.start_response = nullptr;
+        o.state = new_start_response(&ex);
+        if (o.state == nullptr) {
+            return false;
+        }
+        o.start_response = make_start_response_callable(o.state);
+        if (o.start_response == nullptr) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void release_objects() {
+    ThreadObjects& o = thread_objects;
+    if (o.input != nullptr) {
+        o.input->exchange = nullptr;
+    }
+    if (o.state != nullptr) {
+        o.state->exchange = nullptr;
+        Py_CLEAR(o.state->status);
+        Py_CLEAR(o.state->headers);
+    }
+}
+
 // The app failed: 500 if nothing was sent yet, else cut the response short.
 void fail(server::Exchange& ex, net::BlockingScope& scope, const char* context) {
     log_exception(context);
@@ -230,15 +282,15 @@ void WsgiApplication::handle(server::Exchange& exchange) noexcept {
 
 void WsgiApplication::run(server::Exchange& ex) {
     GilRelease gil;
-    InputObject* input = new_input(&ex);
-    StartResponseObject* sr = new_start_response(&ex);
-    PyObject* start_response = sr ? make_start_response_callable(sr) : nullptr;
-    PyObject* env = input ? build_environ(ex, reinterpret_cast<PyObject*>(input), defaults_)
-                          : nullptr;
-    if (env == nullptr || start_response == nullptr) {
+    PyObject* env = nullptr;
+    if (acquire_objects(ex)) {
+        env = build_environ(ex, reinterpret_cast<PyObject*>(thread_objects.input), defaults_);
+    }
+    if (env == nullptr) {
         fail(ex, gil, "cannot build the WSGI environ");
     } else {
-        PyObject* args[3] = {nullptr, env, start_response};
+        StartResponseObject* sr = thread_objects.state;
+        PyObject* args[3] = {nullptr, env, thread_objects.start_response};
         PyObject* result = PyObject_Vectorcall(
             app_, args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
         if (result == nullptr) {
@@ -260,16 +312,8 @@ void WsgiApplication::run(server::Exchange& ex) {
                       ex.remote_addr());
     }
     // The request is over: objects the app kept must not reach a reused exchange.
-    if (input != nullptr) {
-        input->exchange = nullptr;
-    }
-    if (sr != nullptr) {
-        sr->exchange = nullptr;
-    }
     Py_XDECREF(env);
-    Py_XDECREF(start_response);
-    Py_XDECREF(reinterpret_cast<PyObject*>(sr));
-    Py_XDECREF(reinterpret_cast<PyObject*>(input));
+    release_objects();
 }
 
 } // namespace appserver::wsgi
