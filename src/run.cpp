@@ -14,6 +14,8 @@
 
 #include <sys/socket.h>
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <memory>
 #include <stdexcept>
@@ -93,8 +95,11 @@ int run(const Config& config) {
             PyThreadState* main_state = PyEval_SaveThread();
             rc = worker.run();
             if (rc != 0) {
-                // Threads may still be inside the app holding the GIL: leave now.
-                return rc;
+                // Threads may still be inside the app (holding the GIL, or about to touch
+                // the worker): leave now, without unwinding anything under them.
+                spdlog::default_logger()->flush();
+                std::fflush(stderr);
+                ::_exit(rc);
             }
             PyEval_RestoreThread(main_state);
         }

@@ -372,9 +372,9 @@ const std::vector<OptionSpec>& option_table() {
         {"header-read-timeout", {}, "Timeouts", seconds<&Config::header_read_timeout>(),
          "The request line and headers must arrive within this long."},
         {"read-timeout", {}, "Timeouts", seconds<&Config::read_timeout>(),
-         "A request body read may stall this long before the connection is closed."},
+         "A wsgi.input read waits at most this long for the next body bytes; then it raises OSError and the connection is closed."},
         {"write-timeout", {}, "Timeouts", seconds<&Config::write_timeout>(),
-         "A client may refuse response bytes this long before the connection is closed."},
+         "Each response write (a chunk, or a whole list response) must be taken by the client within this long, else the connection is closed."},
         {"graceful-timeout", {}, "Timeouts", seconds<&Config::graceful_timeout>(),
          "On shutdown, in-flight requests may finish within this long before a hard stop."},
 

@@ -31,11 +31,21 @@ ListenSocket bind_unix(const Config& config) {
         throw std::runtime_error("--uds: path too long for a unix socket: " + config.uds);
     }
     std::memcpy(addr.sun_path, config.uds.c_str(), config.uds.size() + 1);
-    // A socket file left by a previous run would make bind fail; anything else we leave.
+    // A socket file left by a previous run would make bind fail: remove it, but only if
+    // nobody answers on it (a live server keeps its path).
     struct stat st{};
     if (::lstat(config.uds.c_str(), &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
             throw std::runtime_error("--uds: " + config.uds + " exists and is not a socket");
+        }
+        const int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        const bool live =
+            probe >= 0 && ::connect(probe, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+        if (probe >= 0) {
+            ::close(probe);
+        }
+        if (live) {
+            throw std::runtime_error("--uds: another server is listening on " + config.uds);
         }
         ::unlink(config.uds.c_str());
     }
@@ -47,6 +57,9 @@ ListenSocket bind_unix(const Config& config) {
         const int err = errno;
         ::close(s.fd);
         fail("cannot bind unix socket " + config.uds, err);
+    }
+    if (::stat(config.uds.c_str(), &st) == 0) {
+        s.uds_inode = st.st_ino;
     }
     return s;
 }
@@ -137,7 +150,11 @@ void close_listener(ListenSocket& sock, bool remove_path) {
         sock.fd = -1;
     }
     if (remove_path && sock.family == AF_UNIX && !sock.uds_path.empty()) {
-        ::unlink(sock.uds_path.c_str());
+        // Only the file we bound: another server may have taken the path since.
+        struct stat st{};
+        if (::lstat(sock.uds_path.c_str(), &st) == 0 && st.st_ino == sock.uds_inode) {
+            ::unlink(sock.uds_path.c_str());
+        }
     }
 }
 

@@ -14,6 +14,7 @@ struct ListenSocket {
     std::string host;        // numeric address actually bound (TCP)
     std::uint16_t port = 0;  // port actually bound (TCP)
     std::string uds_path;    // path (unix socket)
+    unsigned long uds_inode = 0; // inode of the socket file we bound
     std::string url() const; // for the log: http://127.0.0.1:8000 or unix:/path
 };
 

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <cerrno>
+#include <chrono>
 #include <climits>
 
 namespace appserver::net {
@@ -44,6 +45,11 @@ const char* describe(IoResult r) {
 }
 
 IoResult write_all(int fd, iovec* iov, int iovcnt, double timeout_s, BlockingScope& scope) {
+    // One deadline for the whole call: a client that reads a byte now and then cannot
+    // hold the thread longer than timeout_s per write.
+    const auto deadline = std::chrono::steady_clock::now() +
+                          std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                              std::chrono::duration<double>(timeout_s));
     while (iovcnt > 0) {
         msghdr msg{};
         msg.msg_iov = iov;
@@ -54,7 +60,13 @@ IoResult write_all(int fd, iovec* iov, int iovcnt, double timeout_s, BlockingSco
                 continue;
             }
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                const IoResult w = wait_for(fd, POLLOUT, timeout_s, scope);
+                const double left_s = std::chrono::duration<double>(
+                                          deadline - std::chrono::steady_clock::now())
+                                          .count();
+                if (left_s <= 0) {
+                    return IoResult::timeout;
+                }
+                const IoResult w = wait_for(fd, POLLOUT, left_s, scope);
                 if (w != IoResult::ok) {
                     return w;
                 }

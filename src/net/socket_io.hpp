@@ -29,7 +29,7 @@ enum class IoResult { ok, eof, timeout, error };
 
 const char* describe(IoResult r);
 
-// Writes every byte of iov (which it may modify). timeout_s bounds each stall.
+// Writes every byte of iov (which it may modify) within timeout_s in total.
 IoResult write_all(int fd, iovec* iov, int iovcnt, double timeout_s, BlockingScope& scope);
 
 // sendfile(2) count bytes of file_fd starting at offset.

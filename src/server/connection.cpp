@@ -22,6 +22,7 @@ std::chrono::steady_clock::duration seconds(double s) {
 // How long and how much a closing connection reads and drops before the final close,
 // so a response is not destroyed by a reset caused by unread request bytes.
 constexpr double linger_seconds = 2.0;
+constexpr std::size_t linger_max_bytes = 1024 * 1024;
 
 } // namespace
 
@@ -164,21 +165,27 @@ void Connection::lingering_close() {
     if (phase_ == Phase::closed) {
         return;
     }
-    phase_ = Phase::closing;
-    deadline_ = clock::now() + seconds(linger_seconds);
-    boost::system::error_code ignored;
-    socket_.shutdown(socket_type::shutdown_send, ignored);
+    if (phase_ != Phase::closing || !lingering_) {
+        // The deadline is set once: a client that keeps sending does not extend it.
+        phase_ = Phase::closing;
+        lingering_ = true;
+        linger_dropped_ = 0;
+        deadline_ = clock::now() + seconds(linger_seconds);
+        boost::system::error_code ignored;
+        socket_.shutdown(socket_type::shutdown_send, ignored);
+    }
     rbeg_ = rend_ = 0;
     socket_.async_read_some(
         boost::asio::buffer(rbuf_.get(), rbuf_size_),
-        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
             if (self->phase_ != Phase::closing) {
                 return;
             }
-            if (ec) {
+            self->linger_dropped_ += n;
+            if (ec || self->linger_dropped_ > linger_max_bytes) {
                 self->close();
             } else {
-                self->lingering_close(); // keep dropping until EOF or the deadline
+                self->lingering_close(); // keep dropping until EOF, the cap or the deadline
             }
         });
 }

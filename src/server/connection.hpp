@@ -52,6 +52,8 @@ private:
     socket_type socket_;
     Phase phase_ = Phase::reading;
     clock::time_point deadline_;
+    bool lingering_ = false;
+    std::size_t linger_dropped_ = 0;
 };
 
 } // namespace appserver::server

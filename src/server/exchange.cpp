@@ -80,6 +80,7 @@ void Exchange::reset_exchange() {
     client_gone_ = false;
     keep_alive_ = true;
     body_sent_ = 0;
+    read_timeout_override_ = -1.0;
 }
 
 // ---- request body ---------------------------------------------------------------------
@@ -131,8 +132,10 @@ bool Exchange::fill_body(net::BlockingScope& scope) {
             }
             rbeg_ = rend_ = 0;
             std::size_t got = 0;
+            const double timeout =
+                read_timeout_override_ >= 0.0 ? read_timeout_override_ : config_.read_timeout;
             const net::IoResult r =
-                net::read_some(fd_, rbuf_.get(), rbuf_size_, got, config_.read_timeout, scope);
+                net::read_some(fd_, rbuf_.get(), rbuf_size_, got, timeout, scope);
             if (r != net::IoResult::ok) {
                 keep_alive_ = false;
                 if (r == net::IoResult::eof) {
@@ -236,7 +239,9 @@ void Exchange::prepare_head(std::uint64_t known_length, bool length_known) {
         }
     } else if (head_request) {
         framing_ = http::Framing::none;
-        if (app_has_length_ || length_known) {
+        // Only the app knows what a GET would have carried; an empty HEAD body says
+        // nothing about it, so no length is invented.
+        if (app_has_length_ || (length_known && known_length > 0)) {
             head_buf_.append("Content-Length: ");
             append_number(head_buf_, app_has_length_ ? app_length_ : known_length);
             head_buf_.append("\r\n");
@@ -455,20 +460,27 @@ void Exchange::complete(net::BlockingScope& scope) {
     if (!keep_alive_) {
         return;
     }
-    // Read and drop what the app left of the body, so the next request's bytes are next.
+    // Read and drop what the app left of the body, so the next request's bytes are next:
+    // only what has already arrived. Waiting for a slow client here would hold this
+    // thread (and the worker) hostage; a connection whose body is still on its way is
+    // closed instead (the loop's lingering close drops the rest).
     std::uint64_t dropped = 0;
-    while (fill_body(scope)) {
+    net::NoLock no_wait;
+    const double saved_timeout = read_timeout_override_;
+    read_timeout_override_ = 0.0;
+    while (fill_body(no_wait)) {
         const std::size_t n = staged_body().size();
         consume_body(n);
         dropped += n;
         if (dropped > drain_limit) {
-            keep_alive_ = false;
-            return;
+            break;
         }
     }
-    if (!body_error_.empty()) {
+    read_timeout_override_ = saved_timeout;
+    if (!body_done()) {
         keep_alive_ = false;
     }
+    (void)scope;
 }
 
 } // namespace appserver::server

@@ -126,6 +126,7 @@ private:
     bool aborted_ = false;
     bool client_gone_ = false;
     bool keep_alive_ = true;
+    double read_timeout_override_ = -1.0; // >= 0: body reads wait at most this long
     std::uint64_t body_sent_ = 0;
 };
 

@@ -97,6 +97,7 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
 
     bool stopping = false;
     bool killed = false;
+    bool unclean = false;
     clock::time_point stop_deadline;
     for (;;) {
         // Sleep until a signal, the next respawn, or a periodic check.
@@ -150,6 +151,9 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
                 s.pid = 0;
                 if (stopping) {
                     spdlog::info("worker {} (pid {}) {}", i, pid, describe_status(status));
+                    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                        unclean = true; // forced past its grace period, or crashed
+                    }
                     break;
                 }
                 spdlog::error("worker {} (pid {}) {}; respawning", i, pid,
@@ -191,7 +195,7 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
     net::close_listener(listener, true);
     ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
     spdlog::info("appserver master stopped");
-    return killed ? 1 : 0;
+    return killed || unclean ? 1 : 0;
 }
 
 } // namespace appserver::server

@@ -17,11 +17,6 @@ namespace {
 
 namespace asio = boost::asio;
 
-// Upper bound on finished exchanges a blocking thread holds before handing them back.
-constexpr std::size_t max_hand_back_batch = 16;
-// ... and for at most this long, so a slow request does not delay the others' keep-alive.
-constexpr auto max_hand_back_delay = std::chrono::microseconds(200);
-
 void describe_peer(const asio::generic::stream_protocol::endpoint& ep, std::string& addr,
                    std::uint16_t& port) {
     const sockaddr* sa = ep.data();
@@ -76,24 +71,22 @@ int Worker::run() {
     signals_.add(SIGTERM);
     signals_.add(SIGINT);
     signals_.add(SIGQUIT);
-    signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
-        if (!ec) {
-            begin_shutdown(sig);
-        }
-    });
+    signals_.add(SIGHUP);
+    wait_for_signal();
+    // Signals stayed blocked since the fork so none could arrive before these handlers.
+    // Unblock them before any thread starts: threads inherit the mask, and so does every
+    // process the app spawns from them (a child with SIGTERM blocked cannot be stopped).
+    sigset_t mask;
+    sigemptyset(&mask);
+    for (int s : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD}) {
+        sigaddset(&mask, s);
+    }
+    ::pthread_sigmask(SIG_UNBLOCK, &mask, nullptr);
     const unsigned thread_count = inline_app_ != nullptr ? 0 : config_.blocking_threads;
     threads_.reserve(thread_count);
     for (unsigned i = 0; i < thread_count; ++i) {
         threads_.emplace_back([this] { blocking_thread_main(); });
     }
-    // Signals stayed blocked since the fork so none could arrive before these handlers;
-    // the blocking threads above inherited the blocked mask and keep it.
-    sigset_t mask;
-    sigemptyset(&mask);
-    for (int s : {SIGTERM, SIGINT, SIGQUIT}) {
-        sigaddset(&mask, s);
-    }
-    ::pthread_sigmask(SIG_UNBLOCK, &mask, nullptr);
     do_accept();
     do_sweep();
     spdlog::info("worker {} ready ({} blocking threads, request queue {})", index_,
@@ -113,6 +106,52 @@ int Worker::run() {
     threads_.clear();
     spdlog::info("worker {} stopped", index_);
     return 0;
+}
+
+void Worker::wait_for_signal() {
+    signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
+        if (ec) {
+            return;
+        }
+        if (sig == SIGHUP) {
+            // The master owns reloads; a HUP sent to the whole process group is ignored.
+            wait_for_signal();
+            return;
+        }
+        if (draining()) {
+            // A second signal while draining means "now".
+            forced_ = true;
+            io_.stop();
+            return;
+        }
+        begin_shutdown(sig);
+        wait_for_signal();
+    });
+}
+
+void Worker::hand_back(std::shared_ptr<Connection> connection) {
+    bool first = false;
+    {
+        std::lock_guard lock(done_mutex_);
+        first = done_.empty();
+        done_.push_back(std::move(connection));
+    }
+    // One wake-up of the loop per burst: only the push that finds the list empty posts;
+    // the loop takes the whole list at once. Nothing waits behind another request.
+    if (first) {
+        asio::post(io_, [this] { drain_done(); });
+    }
+}
+
+void Worker::drain_done() {
+    {
+        std::lock_guard lock(done_mutex_);
+        done_.swap(draining_done_);
+    }
+    for (auto& c : draining_done_) {
+        c->on_exchange_done();
+    }
+    draining_done_.clear();
 }
 
 void Worker::do_accept() {
@@ -197,13 +236,6 @@ void Worker::begin_shutdown(int signal_number) {
             io_.stop();
         }
     });
-    // A second signal while draining means "now".
-    signals_.async_wait([this](const boost::system::error_code& ec, int) {
-        if (!ec) {
-            forced_ = true;
-            io_.stop();
-        }
-    });
     maybe_finish_shutdown();
 }
 
@@ -222,34 +254,7 @@ void Worker::blocking_thread_main() {
     app_.thread_started();
     net::NoLock no_lock;
     std::shared_ptr<Connection> conn;
-    // Finished exchanges go back to the loop in batches: one wake-up of the loop thread
-    // for all the requests this thread served back to back, not one per request.
-    std::vector<std::shared_ptr<Connection>> done;
-    auto hand_back = [this, &done] {
-        if (done.empty()) {
-            return;
-        }
-        asio::post(io_, [batch = std::move(done)] {
-            for (const auto& c : batch) {
-                c->on_exchange_done();
-            }
-        });
-        done = {};
-    };
-    auto batch_started = std::chrono::steady_clock::now();
-    for (;;) {
-        if (!backlog_.try_pop(conn)) {
-            hand_back(); // about to sleep: nothing may wait on us
-            if (!backlog_.pop(conn)) {
-                break;
-            }
-        } else if (!done.empty() &&
-                   std::chrono::steady_clock::now() - batch_started > max_hand_back_delay) {
-            hand_back(); // slow requests: do not make finished ones wait behind them
-        }
-        if (done.empty()) {
-            batch_started = std::chrono::steady_clock::now();
-        }
+    while (backlog_.pop(conn)) {
         if (conn->abandoned()) {
             stats_.requests_abandoned.fetch_add(1, std::memory_order_relaxed);
             conn->abort();
@@ -257,12 +262,8 @@ void Worker::blocking_thread_main() {
             app_.handle(*conn);
             conn->complete(no_lock);
         }
-        done.push_back(std::move(conn));
-        if (done.size() >= max_hand_back_batch) {
-            hand_back();
-        }
+        hand_back(std::move(conn));
     }
-    hand_back();
     app_.thread_stopping();
 }
 

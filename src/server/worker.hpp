@@ -19,6 +19,7 @@
 
 #include <atomic>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -66,6 +67,10 @@ private:
     void begin_shutdown(int signal_number);
     void maybe_finish_shutdown();
     void blocking_thread_main();
+    void wait_for_signal();
+    // Blocking thread -> loop: a finished exchange.
+    void hand_back(std::shared_ptr<Connection> connection);
+    void drain_done();
 
     const Config& config_;
     Application& app_;
@@ -82,6 +87,9 @@ private:
     Backlog<std::shared_ptr<Connection>> backlog_;
     std::unordered_map<Connection*, std::shared_ptr<Connection>> connections_;
     std::vector<std::thread> threads_;
+    std::mutex done_mutex_;
+    std::vector<std::shared_ptr<Connection>> done_;          // guarded by done_mutex_
+    std::vector<std::shared_ptr<Connection>> draining_done_; // loop thread only
     std::atomic<bool> draining_{false};
     bool forced_ = false;
     WorkerStats stats_;

@@ -177,8 +177,21 @@ void send_list(server::Exchange& ex, StartResponseObject* sr, PyObject* seq, Gil
         fail(ex, gil, "invalid response from the WSGI application");
         return;
     }
-    // Status line, headers and every part in one gather write.
+    // Status line, headers and every part in one gather write. A list can be changed by
+    // another thread while the GIL is dropped: hold the parts themselves, not the list.
+    const bool mutable_seq = PyList_Check(seq);
+    if (mutable_seq) {
+        for (Py_ssize_t i = 0; i < n; ++i) {
+            Py_INCREF(items[i]);
+        }
+    }
+    thread_local std::vector<PyObject*> held;
+    held.assign(items, items + (mutable_seq ? n : 0));
     ex.send(parts, true, gil);
+    for (PyObject* o : held) {
+        Py_DECREF(o);
+    }
+    held.clear();
 }
 
 void send_iterable(server::Exchange& ex, StartResponseObject* sr, PyObject* result,

@@ -59,11 +59,12 @@ PyObject* read_impl(server::Exchange& ex, Py_ssize_t limit, bool line) {
         return out;
     }
 
-    // Gather across socket reads into one bytes object that grows as needed.
+    // Gather across socket reads into one bytes object that grows as needed (starting at
+    // most at 1 MiB, whatever Content-Length claims, until the bytes actually arrive).
     std::size_t hint = initial_capacity;
     const auto& head = ex.head();
     if (head.has_content_length) {
-        hint = std::max<std::size_t>(hint, std::min<std::uint64_t>(head.content_length, 64u << 20));
+        hint = std::max<std::size_t>(hint, std::min<std::uint64_t>(head.content_length, 1u << 20));
     }
     Py_ssize_t cap = static_cast<Py_ssize_t>(std::min(want, hint));
     PyObject* out = PyBytes_FromStringAndSize(nullptr, cap);

@@ -91,13 +91,29 @@ PyObject* start_response_impl(PyObject* state, PyObject* const* args, Py_ssize_t
         if (self->exchange->response_started()) {
             // PEP 3333: too late to change the response; re-raise the app's error.
             PyObject *t = nullptr, *v = nullptr, *tb = nullptr;
-            if (!PyArg_ParseTuple(exc_info, "OOO:exc_info", &t, &v, &tb)) {
+            if (!PyTuple_Check(exc_info) ||
+                !PyArg_ParseTuple(exc_info, "OOO:exc_info", &t, &v, &tb)) {
+                if (!PyErr_Occurred()) {
+                    PyErr_SetString(PyExc_TypeError, "exc_info must be a 3-tuple");
+                }
+                return nullptr;
+            }
+            if (!PyExceptionClass_Check(t) ||
+                (v != Py_None && !PyObject_TypeCheck(v, reinterpret_cast<PyTypeObject*>(t))) ||
+                (tb != Py_None && !PyTraceBack_Check(tb))) {
+                PyErr_SetString(PyExc_TypeError,
+                                "exc_info must be (type, value, traceback) of an exception, "
+                                "as sys.exc_info() returns inside an except block");
                 return nullptr;
             }
             Py_INCREF(t);
             Py_INCREF(v);
-            Py_INCREF(tb);
-            PyErr_Restore(t, v, tb == Py_None ? nullptr : tb);
+            if (tb == Py_None) {
+                tb = nullptr;
+            } else {
+                Py_INCREF(tb);
+            }
+            PyErr_Restore(t, v, tb);
             return nullptr;
         }
     } else if (self->status != nullptr) {
