@@ -41,6 +41,7 @@ struct Config {
     double read_timeout = 60.0;        // a request body read may stall this long (s)
     double write_timeout = 60.0;       // a client may refuse response bytes this long (s)
     double graceful_timeout = 30.0;    // in-flight work may finish within this on shutdown (s)
+    double request_queue_timeout = 60.0; // a request queued longer than this gets 503 (s)
 
     // Limits.
     std::size_t max_header_size = 64 * 1024; // request line + headers, bytes

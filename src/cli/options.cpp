@@ -375,6 +375,9 @@ const std::vector<OptionSpec>& option_table() {
          "A wsgi.input read waits at most this long for the next body bytes; then it raises OSError and the connection is closed."},
         {"write-timeout", {}, "Timeouts", seconds<&Config::write_timeout>(),
          "Each response write (a chunk, or a whole list response) must be taken by the client within this long, else the connection is closed."},
+        {"request-queue-timeout", {}, "Timeouts", seconds<&Config::request_queue_timeout>(),
+         "A request that waited this long in the request queue gets 503 instead of reaching "
+         "the application (its client has most likely given up)."},
         {"graceful-timeout", {}, "Timeouts", seconds<&Config::graceful_timeout>(),
          "On shutdown, in-flight requests may finish within this long before a hard stop."},
 

@@ -97,6 +97,7 @@ void Connection::process_buffer() {
 
 void Connection::dispatch() {
     phase_ = Phase::queued;
+    queued_at_ = clock::now();
     auto self = shared_from_this();
     if (worker_.inline_app() != nullptr) {
         net::NoLock no_lock;

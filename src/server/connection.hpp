@@ -38,6 +38,8 @@ public:
     // ---- blocking thread, right after taking it from the backlog -------------------------
     // A request whose client left while it waited in the queue never reaches the app.
     bool abandoned() const;
+    // When the request entered the queue (set by the loop before the push).
+    clock::time_point queued_at() const { return queued_at_; }
     void mark_in_app() { phase_ = Phase::in_app; }
 
 private:
@@ -52,6 +54,7 @@ private:
     socket_type socket_;
     Phase phase_ = Phase::reading;
     clock::time_point deadline_;
+    clock::time_point queued_at_;
     bool lingering_ = false;
     std::size_t linger_dropped_ = 0;
 };

@@ -433,12 +433,13 @@ bool Exchange::finish(net::BlockingScope& scope) {
     return true;
 }
 
-bool Exchange::send_error(int code, std::string_view message, net::BlockingScope& scope) {
+bool Exchange::send_error(int code, std::string_view message, net::BlockingScope& scope,
+                          std::string_view extra_headers) {
     if (head_sent_ || client_gone_) {
         return false;
     }
     keep_alive_ = false;
-    std::string response = http::canned_response(code, message, true);
+    std::string response = http::canned_response(code, message, true, extra_headers);
     head_sent_ = true;
     finished_ = true;
     status_code_ = code;

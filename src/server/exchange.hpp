@@ -71,7 +71,8 @@ public:
     bool finish(net::BlockingScope& scope);
     // A complete response made by the server (500 after an app error, for instance);
     // only possible while nothing was sent.
-    bool send_error(int code, std::string_view message, net::BlockingScope& scope);
+    bool send_error(int code, std::string_view message, net::BlockingScope& scope,
+                    std::string_view extra_headers = {});
     // The response cannot be completed (app error mid-body): close after what was sent.
     void abort() { keep_alive_ = false; aborted_ = true; }
 

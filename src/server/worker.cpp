@@ -254,10 +254,18 @@ void Worker::blocking_thread_main() {
     app_.thread_started();
     net::NoLock no_lock;
     std::shared_ptr<Connection> conn;
+    const auto queue_timeout = std::chrono::duration_cast<Connection::clock::duration>(
+        std::chrono::duration<double>(config_.request_queue_timeout));
     while (backlog_.pop(conn)) {
         if (conn->abandoned()) {
             stats_.requests_abandoned.fetch_add(1, std::memory_order_relaxed);
             conn->abort();
+        } else if (Connection::clock::now() - conn->queued_at() > queue_timeout) {
+            // Queued past its deadline: the client has most likely given up; tell the
+            // ones still waiting to retry rather than run the app for nobody.
+            stats_.requests_expired.fetch_add(1, std::memory_order_relaxed);
+            conn->send_error(503, "Service Unavailable: the request waited too long in the queue",
+                             no_lock, "Retry-After: 1\r\n");
         } else {
             app_.handle(*conn);
             conn->complete(no_lock);

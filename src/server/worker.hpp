@@ -34,6 +34,7 @@ struct WorkerStats {
     std::atomic<std::uint64_t> requests_dispatched{0};
     std::atomic<std::uint64_t> requests_rejected{0};  // 503, backlog full
     std::atomic<std::uint64_t> requests_abandoned{0}; // client left while queued
+    std::atomic<std::uint64_t> requests_expired{0};   // 503, queued past the deadline
     std::atomic<std::uint64_t> bad_requests{0};       // 4xx from the parser
 };
 

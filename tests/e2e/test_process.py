@@ -291,3 +291,31 @@ def test_queued_request_of_vanished_client_never_runs(server_factory, token):
     assert http_get(server.port, f"/mark?token={token}-after").status == 200
     assert server.marker(f"ran-{token}-after").exists()
     assert not server.marker(f"ran-{token}-gone").exists(), "a request whose client left was run"
+
+
+def test_request_queued_past_its_deadline_gets_503(server_factory, token):
+    """A request that waited longer than --request-queue-timeout is answered 503 +
+    Retry-After without reaching the app. Time passing is proven by the server closing a
+    silent connection after --header-read-timeout 1 (> --request-queue-timeout 0.5)."""
+    server = server_factory.start(
+        args=["--workers", "1", "--blocking-threads", "1", "--request-queue-timeout", "0.5",
+              "--header-read-timeout", "1"]
+    )
+    holder = start_blocked_request(server, token)  # occupies the only blocking thread
+    late_token = f"{token}-late"
+    late = RawHTTP(server.port, timeout=30)
+    quiet = RawHTTP(server.port, timeout=30)
+    try:
+        late.send(build_request("GET", f"/block?token={late_token}", port=server.port))
+        assert quiet.wait_closed(timeout=20), "the server should close a silent connection"
+        release(server, token)
+        assert holder.read_response().status == 200
+        resp = late.read_response()
+        assert resp.status == 503, resp
+        assert resp.header("Retry-After") is not None
+        assert not server.marker(f"started-{late_token}").exists(), "the expired request ran"
+        assert_serves(server)
+    finally:
+        holder.close()
+        late.close()
+        quiet.close()

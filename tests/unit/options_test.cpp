@@ -137,6 +137,8 @@ std::vector<OptionCase> option_cases() {
          [](const Config& c) { EXPECT_DOUBLE_EQ(c.read_timeout, 120.0); }},
         {"--write-timeout", "APPSERVER_WRITE_TIMEOUT", "86400",
          [](const Config& c) { EXPECT_DOUBLE_EQ(c.write_timeout, 86400.0); }},
+        {"--request-queue-timeout", "APPSERVER_REQUEST_QUEUE_TIMEOUT", "2.5",
+         [](const Config& c) { EXPECT_DOUBLE_EQ(c.request_queue_timeout, 2.5); }},
         {"--graceful-timeout", "APPSERVER_GRACEFUL_TIMEOUT", "1e1",
          [](const Config& c) { EXPECT_DOUBLE_EQ(c.graceful_timeout, 10.0); }},
         {"--max-header-size", "APPSERVER_MAX_HEADER_SIZE", "1024",
@@ -168,6 +170,7 @@ void expect_same_config(const Config& a, const Config& b) {
     EXPECT_EQ(a.read_timeout, b.read_timeout);
     EXPECT_EQ(a.write_timeout, b.write_timeout);
     EXPECT_EQ(a.graceful_timeout, b.graceful_timeout);
+    EXPECT_EQ(a.request_queue_timeout, b.request_queue_timeout);
     EXPECT_EQ(a.max_header_size, b.max_header_size);
     EXPECT_EQ(a.max_headers, b.max_headers);
     EXPECT_EQ(a.max_body_size, b.max_body_size);
