@@ -34,6 +34,7 @@ WL_TITLES = {
     "io": "app sleeps 10 ms (blocking I/O stand-in)",
 }
 PCTS = ["p50", "p95", "p99", "p99.9"]
+CLIENT_BOUND = 0.9  # load generator CPU share above which a point is flagged as client-bound
 NOISY_PCT = 20.0  # CPU % used by other processes during a run above which a point is flagged
 COLORS = {"appserver": "#d62728", "granian": "#1f77b4", "gunicorn": "#2ca02c", "uwsgi": "#9467bd",
           "oldstack": "#8c564b", "ceiling": "#7f7f7f"}
@@ -85,6 +86,8 @@ class Summary:
             seen |= set(st)
         self.servers = [s for s in ORDER if s in seen]
         self.flags: list[str] = []
+        self.notes: list[str] = []  # benign, explained
+        self.noise: dict[str, list] = {}  # workload -> [points, noisy points, max foreign %]
         self._runs: dict[tuple, list[dict]] = {}
         for r in res.get("runs", []):
             key = (r["workload"], r["server"], r["phase"],
@@ -92,6 +95,11 @@ class Summary:
             self._runs.setdefault(key, []).append(r)
         for key, runs in sorted(self._runs.items(), key=str):
             self._flag(key, runs)
+        for wl, (pts, bad, worst) in self.noise.items():
+            if bad:
+                self.flags.append(f"{wl}: in {bad} of {pts} points other processes used more "
+                                  f"than {NOISY_PCT:.0f}% of the machine's CPU during a run "
+                                  f"(worst {worst:.0f}%): treat this workload's numbers as noisy")
 
     def _flag(self, key, runs):
         wl, srv, phase, x = key
@@ -103,15 +111,33 @@ class Summary:
         failed = [r["error"] for r in runs if r.get("error")]
         if failed:
             self.flags.append(f"{where}: {len(failed)} run(s) failed: {failed[0]}")
-        if errs or bad:
-            self.flags.append(f"{where}: {errs} socket errors/timeouts and {bad} non-2xx "
+        util = max((r.get("client_util") or 0 for r in runs), default=0)
+        if util > CLIENT_BOUND:
+            self.flags.append(f"{where}: the load generator used {util:.0%} of its CPU: this "
+                              "point may measure the load generator rather than the server")
+        reads = sum((r.get("error_kinds") or {}).get("read", 0) for r in runs)
+        short = any(r.get("short_responses") for r in runs)
+        if errs and not bad and not short and reads == errs and abs(reads - reqs) <= max(2, reqs // 100):
+            # One read error per request, full-size bodies: the server ends each response by
+            # closing the connection (no Content-Length, no chunking) and wrk counts the close.
+            self.notes.append(f"{where}: responses are close-delimited (no Content-Length, no "
+                              "chunking, connection closed after each); wrk counts each close as "
+                              f"a read error ({reads:,}), the bodies were complete")
+        elif errs or bad:
+            kinds = {}
+            for r in runs:
+                for k, v in (r.get("error_kinds") or {}).items():
+                    kinds[k] = kinds.get(k, 0) + v
+            detail = f" ({', '.join(f'{k} {v}' for k, v in kinds.items())})" if kinds else ""
+            self.flags.append(f"{where}: {errs} socket errors/timeouts{detail} and {bad} non-2xx "
                               f"responses in {reqs:,} requests")
         if any(r.get("short_responses") for r in runs):
             self.flags.append(f"{where}: responses shorter than the expected body")
-        noisy = [r.get("foreign_cpu_pct") or 0 for r in runs]
-        if noisy and max(noisy) > NOISY_PCT:
-            self.flags.append(f"{where}: other processes used up to {max(noisy):.0f}% of the "
-                              "machine's CPU during a run (noisy)")
+        noisy = max((r.get("foreign_cpu_pct") or 0 for r in runs), default=0)
+        n = self.noise.setdefault(wl, [0, 0, 0.0])
+        n[0] += 1
+        n[1] += noisy > NOISY_PCT
+        n[2] = max(n[2], noisy)
 
     def runs(self, wl, srv, phase, x):
         return [r for r in self._runs.get((wl, srv, phase, x), []) if not r.get("error")]
@@ -185,7 +211,7 @@ def plot_all(s: Summary, img_dir: Path) -> list[str]:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from matplotlib.ticker import FuncFormatter
+        from matplotlib.ticker import FuncFormatter, LogLocator
     except ImportError:
         return []
     img_dir.mkdir(parents=True, exist_ok=True)
@@ -249,6 +275,7 @@ def plot_all(s: Summary, img_dir: Path) -> list[str]:
             ax.set_xticks(range(len(PCTS)))
             ax.set_xticklabels(PCTS)
             ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
             ax.set_ylabel("latency, ms (log)")
@@ -335,6 +362,25 @@ def write_report(res: dict, out: Path, results_dir: Path | None = None) -> None:
             b = s.best(wl, base)[0]
             rows.append([f"**{wl}**"] + [fmt_ratio(s.best(wl, srv)[0], b) for srv in servers])
         L += table(["workload"] + [LABELS[x] for x in servers], rows)
+
+    top = s.conc[-1] if s.conc else None
+    a(f"Server CPU time per request at c={top} (µs, all the server's processes, from /proc; lower "
+      "is better; ratio vs Granian in brackets). Other processes on the machine change how "
+      "much CPU a server gets, not what each request costs, so this is the steadiest number "
+      "on a shared machine:")
+    a("")
+    rows = []
+    for wl in s.workloads:
+        g = s.closed(wl, "granian", top)
+        row = [f"**{wl}**"]
+        for srv in servers:
+            p = s.closed(wl, srv, top)
+            if not p or not p["cpu_us"]:
+                row.append("n/a")
+                continue
+            row.append(f"{p['cpu_us']:,.1f} ({fmt_ratio(p['cpu_us'], g['cpu_us'] if g else None)})")
+        rows.append(row)
+    L += table(["workload"] + [LABELS[x] for x in servers], rows)
 
     if s.fractions:
         hi = max(s.fractions)
@@ -582,7 +628,15 @@ def write_report(res: dict, out: Path, results_dir: Path | None = None) -> None:
             e = (res.get("floors", {}).get(wl, {}).get(k) or {}).get("error")
             if e:
                 notes.append(f"Python floor ({k}) for {wl}: {e}")
-    notes += s.flags
+    for wl in s.workloads:
+        f = res.get("floors", {}).get(wl, {})
+        cpp, py = (f.get("cpp") or {}).get("ns_per_call"), (f.get("python") or {}).get("ns_per_call")
+        if cpp and py and cpp > 1.5 * py and cpp - py > 2000:
+            notes.append(f"Python floor for {wl}: appserver's in-process call costs "
+                         f"{cpp / 1e3:,.1f} µs against {py / 1e3:,.1f} µs for the same app "
+                         f"called from Python ({cpp / py:.1f}×); the difference is appserver's own "
+                         "per-call work (environ, input, response handling), not the app's")
+    notes += s.flags + s.notes
     if meta.get("interrupted"):
         notes.insert(0, f"The run was {meta['interrupted']}: results are partial.")
     if not notes:

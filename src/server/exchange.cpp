@@ -275,6 +275,9 @@ void Exchange::prepare_head(std::uint64_t known_length, bool length_known) {
 }
 
 bool Exchange::write_iov(net::BlockingScope& scope) {
+    if (discard_output_) {
+        return true;
+    }
     const net::IoResult r = net::write_all(fd_, iov_.data(), static_cast<int>(iov_.size()),
                                            config_.write_timeout, scope);
     if (r != net::IoResult::ok) {
@@ -387,7 +390,9 @@ bool Exchange::send_file(int file_fd, std::int64_t offset, std::uint64_t count, 
     }
     if (body) {
         const net::IoResult r =
-            net::send_file(fd_, file_fd, offset, count, config_.write_timeout, scope);
+            discard_output_ ? net::IoResult::ok
+                            : net::send_file(fd_, file_fd, offset, count, config_.write_timeout,
+                                             scope);
         if (r != net::IoResult::ok) {
             client_gone_ = r == net::IoResult::eof;
             keep_alive_ = false;

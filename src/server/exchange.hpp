@@ -90,6 +90,9 @@ public:
 protected:
     // Prepares the per-request state for the next message on this connection.
     void reset_exchange();
+    // Measurement only (bench/native/pyfloor): response bytes are dropped instead of
+    // written, so what is timed is the application side alone.
+    void discard_output(bool on) { discard_output_ = on; }
     const Config& config_;
     const ServerInfo& server_;
     const std::atomic<bool>& draining_; // the worker is shutting down: no more keep-alive
@@ -128,6 +131,7 @@ private:
     bool client_gone_ = false;
     bool keep_alive_ = true;
     double read_timeout_override_ = -1.0; // >= 0: body reads wait at most this long
+    bool discard_output_ = false;
     std::uint64_t body_sent_ = 0;
 };
 
