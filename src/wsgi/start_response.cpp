@@ -88,24 +88,26 @@ PyObject* start_response_impl(PyObject* state, PyObject* const* args, Py_ssize_t
         return nullptr;
     }
     if (exc_info != Py_None) {
+        // Whatever happens next, exc_info must be what sys.exc_info() gives inside an
+        // except block; anything else is an application bug, reported as one.
+        PyObject *t = nullptr, *v = nullptr, *tb = nullptr;
+        if (!PyTuple_Check(exc_info) || PyTuple_GET_SIZE(exc_info) != 3) {
+            PyErr_SetString(PyExc_TypeError, "exc_info must be a 3-tuple");
+            return nullptr;
+        }
+        t = PyTuple_GET_ITEM(exc_info, 0);
+        v = PyTuple_GET_ITEM(exc_info, 1);
+        tb = PyTuple_GET_ITEM(exc_info, 2);
+        if (!PyExceptionClass_Check(t) ||
+            (v != Py_None && !PyObject_TypeCheck(v, reinterpret_cast<PyTypeObject*>(t))) ||
+            (tb != Py_None && !PyTraceBack_Check(tb))) {
+            PyErr_SetString(PyExc_TypeError,
+                            "exc_info must be (type, value, traceback) of an exception, "
+                            "as sys.exc_info() returns inside an except block");
+            return nullptr;
+        }
         if (self->exchange->response_started()) {
             // PEP 3333: too late to change the response; re-raise the app's error.
-            PyObject *t = nullptr, *v = nullptr, *tb = nullptr;
-            if (!PyTuple_Check(exc_info) ||
-                !PyArg_ParseTuple(exc_info, "OOO:exc_info", &t, &v, &tb)) {
-                if (!PyErr_Occurred()) {
-                    PyErr_SetString(PyExc_TypeError, "exc_info must be a 3-tuple");
-                }
-                return nullptr;
-            }
-            if (!PyExceptionClass_Check(t) ||
-                (v != Py_None && !PyObject_TypeCheck(v, reinterpret_cast<PyTypeObject*>(t))) ||
-                (tb != Py_None && !PyTraceBack_Check(tb))) {
-                PyErr_SetString(PyExc_TypeError,
-                                "exc_info must be (type, value, traceback) of an exception, "
-                                "as sys.exc_info() returns inside an except block");
-                return nullptr;
-            }
             Py_INCREF(t);
             Py_INCREF(v);
             if (tb == Py_None) {
