@@ -4,6 +4,8 @@
 #include <spdlog/spdlog.h>
 #include <strings.h>
 
+#include <sys/ioctl.h>
+
 #include <algorithm>
 #include <charconv>
 
@@ -220,9 +222,16 @@ void Exchange::prepare_head(std::uint64_t known_length, bool length_known) {
     if (parser_.state() == http::RequestParser::State::error) {
         ka = false;
     } else if (parser_.state() != http::RequestParser::State::complete) {
-        const bool small = req.has_content_length &&
-                           req.content_length - parser_.body_received() <= drain_limit;
-        if (!small || (req.expect_continue && !continue_sent_)) {
+        // The app did not read the whole body. complete() only drops what has already
+        // arrived; unless the rest is in the socket buffer now, say we will close.
+        bool drainable = false;
+        if (req.has_content_length && !(req.expect_continue && !continue_sent_)) {
+            const std::uint64_t left = req.content_length - parser_.body_received();
+            int available = 0;
+            drainable = left <= drain_limit && ::ioctl(fd_, FIONREAD, &available) == 0 &&
+                        static_cast<std::uint64_t>(available) + (rend_ - rbeg_) >= left;
+        }
+        if (!drainable) {
             ka = false;
         }
     }

@@ -753,6 +753,71 @@ ROUTES = {
 }
 
 
+
+# --------------------------------------------------------------------------- regressions
+# Routes for tests/e2e/test_regressions.py (one defect of a code review each).
+
+
+def route_exc_info_bogus_after(environ, start_response):
+    """write() already sent data, then start_response gets an exc_info that is a 3-tuple
+    but no exception: the server must raise in the app, not crash the worker."""
+    token = query(environ)["token"]
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    write(b"first-chunk;")
+    try:
+        start_response("500 Internal Server Error", [("Content-Type", "text/plain")], (None, None, None))
+    except BaseException as e:  # noqa: BLE001 - recorded, then propagated
+        mark(f"bogus-{token}", f"raised:{type(e).__name__}")
+        raise
+    mark(f"bogus-{token}", "returned")
+    return [b"after-bogus-exc-info"]
+
+
+def route_exc_info_bogus_before(environ, start_response):
+    """A bogus exc_info while nothing has been sent yet (the app does not catch the error)."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    start_response("200 OK", [("Content-Type", "text/plain"), ("X-Bogus", "1")], (None, None, None))
+    return [b"bogus-exc-info-accepted"]
+
+
+def route_child_sigmask(environ, start_response):
+    """A process the app spawns reports its own blocked-signal mask."""
+    import subprocess
+
+    proc = subprocess.run(["grep", "SigBlk", "/proc/self/status"], capture_output=True, timeout=20)
+    return respond_json(
+        start_response,
+        {
+            "returncode": proc.returncode,
+            "stdout": proc.stdout.decode("ascii", "replace"),
+            "stderr": proc.stderr.decode("ascii", "replace"),
+        },
+    )
+
+
+def route_empty_list(environ, start_response):
+    """An empty list body and no Content-Length (HEAD must not invent a length)."""
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return []
+
+
+def route_head_aware(environ, start_response):
+    """Sets the Content-Length a GET carries, but sends no body for HEAD."""
+    body = b"twelve bytes"
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+
+
+ROUTES.update(
+    {
+        "/exc-info-bogus-after": route_exc_info_bogus_after,
+        "/exc-info-bogus-before": route_exc_info_bogus_before,
+        "/child-sigmask": route_child_sigmask,
+        "/empty-list": route_empty_list,
+        "/head-aware": route_head_aware,
+    }
+)
+
 def app(environ, start_response):
     path = environ.get("PATH_INFO", "")
     if path == "" or path == "/" or path.startswith("/environ"):
