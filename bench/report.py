@@ -649,6 +649,12 @@ def write_report(res: dict, out: Path, results_dir: Path | None = None) -> None:
             uniq.append(n)
     L += [f"- {n}" for n in uniq]
     a("")
+    # Hand-written analysis (profiles, top costs, what moved) lives beside the harness and
+    # is carried into every regenerated report.
+    analysis = Path(__file__).resolve().parent / "analysis.md"
+    if analysis.exists():
+        a(analysis.read_text().rstrip())
+        a("")
     a("Regenerate with `bench/run` (full, about 20 min) or `bench/run --quick` (about 3 min); see "
       "`bench/README.md`.")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -104,7 +104,8 @@ int main(int argc, char** argv) {
 
     PyThreadState* main_state = PyEval_SaveThread();
     app.thread_started();
-    appserver::net::NoLock no_lock;
+    app.enter();
+    appserver::net::BlockingScope& scope = app.blocking_scope();
     std::vector<double> samples;
     samples.reserve(static_cast<std::size_t>(iterations));
     const long warmup = std::max(100L, iterations / 10);
@@ -115,13 +116,14 @@ int main(int argc, char** argv) {
         }
         const auto t0 = std::chrono::steady_clock::now();
         app.handle(ex);
-        ex.complete(no_lock);
+        ex.complete(scope);
         const auto t1 = std::chrono::steady_clock::now();
         if (i >= warmup) {
             samples.push_back(std::chrono::duration<double, std::nano>(t1 - t0).count());
         }
         drain();
     }
+    app.leave();
     app.thread_stopping();
     PyEval_RestoreThread(main_state);
 

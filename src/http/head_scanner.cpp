@@ -49,7 +49,8 @@ HeadScanner::Verdict HeadScanner::scan(const char* data, std::size_t len, std::s
         const char c = data[i];
         used = i + 1;
         if (++bytes_ > max_bytes_) {
-            return fail(431, "request header section too large");
+            return line_ == 0 ? fail(414, "request target too long")
+                              : fail(431, "request header section too large");
         }
         if (prev_cr_) {
             if (c != '\n') {

@@ -3,6 +3,8 @@
 // will be a third.
 #pragma once
 
+#include "net/socket_io.hpp"
+
 namespace appserver::server {
 
 class Exchange;
@@ -13,8 +15,21 @@ public:
     // On each blocking thread, before its first request and after its last.
     virtual void thread_started() {}
     virtual void thread_stopping() {}
-    // Runs one exchange to completion on a blocking thread. Must not throw: failures
-    // become error responses (or an aborted response once bytes were sent).
+    // A blocking thread serves queued requests in bursts: enter() before the first,
+    // handle() for each, leave() when the queue is empty and the thread goes to sleep.
+    // For WSGI, enter/leave take and drop the GIL, so requests served back to back cost
+    // no GIL hand-off between threads.
+    virtual void enter() {}
+    virtual void leave() {}
+    // Between enter() and leave(): wraps every wait that may block on a client, so what
+    // enter() took is dropped meanwhile.
+    virtual net::BlockingScope& blocking_scope() {
+        static thread_local net::NoLock no_lock;
+        return no_lock;
+    }
+    // Runs one exchange to completion on a blocking thread, between enter() and leave().
+    // Must not throw: failures become error responses (or an aborted response once bytes
+    // were sent).
     virtual void handle(Exchange& exchange) noexcept = 0;
     // True for an application that never blocks (pure C++, e.g. the benchmark ceiling
     // route): the worker then runs it on the event-loop thread, with no hand-off.

@@ -252,25 +252,33 @@ void Worker::maybe_finish_shutdown() {
 
 void Worker::blocking_thread_main() {
     app_.thread_started();
-    net::NoLock no_lock;
-    std::shared_ptr<Connection> conn;
     const auto queue_timeout = std::chrono::duration_cast<Connection::clock::duration>(
         std::chrono::duration<double>(config_.request_queue_timeout));
-    while (backlog_.pop(conn)) {
-        if (conn->abandoned()) {
-            stats_.requests_abandoned.fetch_add(1, std::memory_order_relaxed);
-            conn->abort();
-        } else if (Connection::clock::now() - conn->queued_at() > queue_timeout) {
-            // Queued past its deadline: the client has most likely given up; tell the
-            // ones still waiting to retry rather than run the app for nobody.
-            stats_.requests_expired.fetch_add(1, std::memory_order_relaxed);
-            conn->send_error(503, "Service Unavailable: the request waited too long in the queue",
-                             no_lock, "Retry-After: 1\r\n");
-        } else {
-            app_.handle(*conn);
-            conn->complete(no_lock);
-        }
-        hand_back(std::move(conn));
+    std::shared_ptr<Connection> conn;
+    while (backlog_.pop(conn)) { // sleeps outside a burst: nothing held
+        app_.enter();
+        // Serve what is queued back to back; only an empty queue ends the burst. Nothing
+        // in here waits on a lock for long: pushes and pops hold their mutex briefly, and
+        // socket waits go through the app's blocking scope.
+        do {
+            net::BlockingScope& scope = app_.blocking_scope();
+            if (conn->abandoned()) {
+                stats_.requests_abandoned.fetch_add(1, std::memory_order_relaxed);
+                conn->abort();
+            } else if (Connection::clock::now() - conn->queued_at() > queue_timeout) {
+                // Queued past its deadline: the client has most likely given up; tell the
+                // ones still waiting to retry rather than run the app for nobody.
+                stats_.requests_expired.fetch_add(1, std::memory_order_relaxed);
+                conn->send_error(503,
+                                 "Service Unavailable: the request waited too long in the queue",
+                                 scope, "Retry-After: 1\r\n");
+            } else {
+                app_.handle(*conn);
+                conn->complete(scope);
+            }
+            hand_back(std::move(conn));
+        } while (backlog_.try_pop(conn));
+        app_.leave();
     }
     app_.thread_stopping();
 }

@@ -37,11 +37,18 @@ TargetParts split_target(std::string_view target) {
     if (const auto hash = target.find('#'); hash != std::string_view::npos) {
         target = target.substr(0, hash);
     }
+    std::string_view authority;
     if (!target.empty() && target.front() != '/' && target != "*") {
         // absolute-form: scheme "://" authority path-abempty [ "?" query ]
         const auto scheme_end = target.find("://");
         if (scheme_end != std::string_view::npos) {
             const auto path_start = target.find_first_of("/?", scheme_end + 3);
+            authority = target.substr(scheme_end + 3, path_start == std::string_view::npos
+                                                          ? std::string_view::npos
+                                                          : path_start - scheme_end - 3);
+            if (const auto at = authority.rfind('@'); at != std::string_view::npos) {
+                authority.remove_prefix(at + 1); // userinfo is not part of the host
+            }
             target = path_start == std::string_view::npos ? std::string_view("/")
                                                           : target.substr(path_start);
             if (target.front() == '?') {
@@ -49,11 +56,13 @@ TargetParts split_target(std::string_view target) {
                 TargetParts parts;
                 parts.path = "/";
                 parts.query = target.substr(1);
+                parts.authority = authority;
                 return parts;
             }
         }
     }
     TargetParts parts;
+    parts.authority = authority;
     const auto q = target.find('?');
     if (q == std::string_view::npos) {
         parts.path = target;
@@ -161,6 +170,17 @@ PyObject* build_environ(server::Exchange& ex, PyObject* input, const EnvironDefa
         }
         const bool ok = set_steal(env, key, v);
         Py_DECREF(key);
+        if (!ok) {
+            return fail();
+        }
+    }
+
+    if (!parts.authority.empty()) {
+        // RFC 9112 3.2.2: with an absolute-form target the origin server uses the target's
+        // host and ignores the Host field.
+        PyObject* host_key = environ_key_for_header("host");
+        const bool ok = host_key != nullptr && set_steal(env, host_key, latin1(parts.authority));
+        Py_XDECREF(host_key);
         if (!ok) {
             return fail();
         }

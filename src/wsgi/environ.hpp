@@ -22,8 +22,9 @@ struct EnvironDefaults {
 // The request-target split per RFC 9112 3.2: origin-form, absolute-form (authority
 // dropped), asterisk-form. Fragments never reach the app.
 struct TargetParts {
-    std::string_view path;  // raw, still percent-encoded
-    std::string_view query; // raw, without '?'
+    std::string_view path;      // raw, still percent-encoded
+    std::string_view query;     // raw, without '?'
+    std::string_view authority; // absolute-form only: host[:port] of the target
 };
 TargetParts split_target(std::string_view target);
 

@@ -1,5 +1,5 @@
-// One WSGI request, end to end (see handler.hpp). Everything between taking and dropping
-// the GIL happens here: environ, the call, iterating the response, close().
+// One WSGI request, end to end (see handler.hpp): environ, the call, iterating the
+// response, close(). The worker holds the GIL across a burst of requests (enter/leave).
 #include "wsgi/handler.hpp"
 
 #include "wsgi/gil.hpp"
@@ -287,10 +287,21 @@ void WsgiApplication::thread_stopping() {
     PyGILState_Release(thread_gil.gil_state);
 }
 
-void WsgiApplication::handle(server::Exchange& exchange) noexcept {
+void WsgiApplication::enter() {
     PyEval_RestoreThread(thread_gil.state);
-    run(exchange);
+}
+
+void WsgiApplication::leave() {
     thread_gil.state = PyEval_SaveThread();
+}
+
+net::BlockingScope& WsgiApplication::blocking_scope() {
+    static thread_local GilRelease release;
+    return release;
+}
+
+void WsgiApplication::handle(server::Exchange& exchange) noexcept {
+    run(exchange);
 }
 
 void WsgiApplication::run(server::Exchange& ex) {

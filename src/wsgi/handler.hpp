@@ -21,7 +21,10 @@ public:
 
     void thread_started() override;
     void thread_stopping() override;
-    void handle(server::Exchange& exchange) noexcept override;
+    void enter() override;  // takes the GIL
+    void leave() override;  // drops it
+    net::BlockingScope& blocking_scope() override;
+    void handle(server::Exchange& exchange) noexcept override; // GIL held
 
 private:
     void run(server::Exchange& exchange);

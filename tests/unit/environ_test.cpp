@@ -556,6 +556,16 @@ TEST_F(EnvironTest, AbsoluteFormTarget) {
     ASSERT_NE(env, nullptr);
     EXPECT_EQ(str("PATH_INFO"), "/p/q");
     EXPECT_EQ(str("QUERY_STRING"), "x=1");
+    EXPECT_EQ(str("HTTP_HOST"), "example.com");
+}
+
+TEST_F(EnvironTest, AbsoluteFormAuthorityReplacesHost) {
+    // RFC 9112 3.2.2: the target's authority wins; the Host field is ignored.
+    PyObject* env = environ_for(
+        "GET http://user@target.example:8081/p HTTP/1.1\r\nHost: other.example\r\n\r\n");
+    ASSERT_NE(env, nullptr);
+    EXPECT_EQ(str("HTTP_HOST"), "target.example:8081");
+    EXPECT_EQ(str("PATH_INFO"), "/p");
 }
 
 TEST_F(EnvironTest, AsteriskTarget) {
@@ -1137,9 +1147,11 @@ TEST_F(ExchangeTest, SendFileInAChunkedStream) {
 
 TEST_F(ExchangeTest, UnreadSmallBodyIsDrainedAndThePipelinedRequestSurvives) {
     TestExchange& ex = request("POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n012");
+    // The rest of the body is already in the socket when the response starts.
+    peer_send("3456789GET /b HTTP/1.1\r\nHost: a\r\n\r\n");
     ex.begin_response(200, "200 OK");
     ASSERT_TRUE(send_parts(ex, {"ignored your body"}, true, no_lock_));
-    peer_send("3456789GET /b HTTP/1.1\r\nHost: a\r\n\r\n");
+    EXPECT_EQ(parse_response(peer_received()).get("connection"), "<absent>");
     ex.complete(no_lock_); // reads and drops the rest of the body
     EXPECT_TRUE(ex.keep_alive());
     ASSERT_EQ(ex.parser_state(), http::RequestParser::State::complete);
@@ -1149,6 +1161,16 @@ TEST_F(ExchangeTest, UnreadSmallBodyIsDrainedAndThePipelinedRequestSurvives) {
     EXPECT_EQ(ex.head().target_view(), "/b");
     EXPECT_FALSE(ex.response_started());
     EXPECT_TRUE(ex.keep_alive());
+}
+
+TEST_F(ExchangeTest, UnreadBodyStillOnItsWayCostsTheConnection) {
+    // complete() never waits for a client: a body not yet here means close, announced.
+    TestExchange& ex = request("POST /a HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\n012");
+    ex.begin_response(200, "200 OK");
+    ASSERT_TRUE(send_parts(ex, {"ignored your body"}, true, no_lock_));
+    EXPECT_EQ(parse_response(peer_received()).get("connection"), "close");
+    ex.complete(no_lock_);
+    EXPECT_FALSE(ex.keep_alive());
 }
 
 TEST_F(ExchangeTest, LargeUnreadBodyCostsTheConnection) {
