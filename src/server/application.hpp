@@ -15,10 +15,8 @@ public:
     // On each blocking thread, before its first request and after its last.
     virtual void thread_started() {}
     virtual void thread_stopping() {}
-    // A blocking thread serves queued requests in bursts: enter() before the first,
-    // handle() for each, leave() when the queue is empty and the thread goes to sleep.
-    // For WSGI, enter/leave take and drop the GIL, so requests served back to back cost
-    // no GIL hand-off between threads.
+    // Around each request on a blocking thread: enter(), handle(), leave(). For WSGI,
+    // enter/leave take and drop the GIL.
     virtual void enter() {}
     virtual void leave() {}
     // Between enter() and leave(): wraps every wait that may block on a client, so what

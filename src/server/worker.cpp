@@ -255,30 +255,28 @@ void Worker::blocking_thread_main() {
     const auto queue_timeout = std::chrono::duration_cast<Connection::clock::duration>(
         std::chrono::duration<double>(config_.request_queue_timeout));
     std::shared_ptr<Connection> conn;
-    while (backlog_.pop(conn)) { // sleeps outside a burst: nothing held
+    // enter()/leave() (the GIL, for WSGI) once per request. Holding it across a burst of
+    // queued requests was measured: no gain on hello, and json lost a quarter of its
+    // throughput with the worker on one core, because the event-loop thread then only got
+    // the CPU when the scheduler preempted the app thread (docs/benchmarks.md).
+    while (backlog_.pop(conn)) {
         app_.enter();
-        // Serve what is queued back to back; only an empty queue ends the burst. Nothing
-        // in here waits on a lock for long: pushes and pops hold their mutex briefly, and
-        // socket waits go through the app's blocking scope.
-        do {
-            net::BlockingScope& scope = app_.blocking_scope();
-            if (conn->abandoned()) {
-                stats_.requests_abandoned.fetch_add(1, std::memory_order_relaxed);
-                conn->abort();
-            } else if (Connection::clock::now() - conn->queued_at() > queue_timeout) {
-                // Queued past its deadline: the client has most likely given up; tell the
-                // ones still waiting to retry rather than run the app for nobody.
-                stats_.requests_expired.fetch_add(1, std::memory_order_relaxed);
-                conn->send_error(503,
-                                 "Service Unavailable: the request waited too long in the queue",
-                                 scope, "Retry-After: 1\r\n");
-            } else {
-                app_.handle(*conn);
-                conn->complete(scope);
-            }
-            hand_back(std::move(conn));
-        } while (backlog_.try_pop(conn));
+        net::BlockingScope& scope = app_.blocking_scope();
+        if (conn->abandoned()) {
+            stats_.requests_abandoned.fetch_add(1, std::memory_order_relaxed);
+            conn->abort();
+        } else if (Connection::clock::now() - conn->queued_at() > queue_timeout) {
+            // Queued past its deadline: the client has most likely given up; tell the ones
+            // still waiting to retry rather than run the app for nobody.
+            stats_.requests_expired.fetch_add(1, std::memory_order_relaxed);
+            conn->send_error(503, "Service Unavailable: the request waited too long in the queue",
+                             scope, "Retry-After: 1\r\n");
+        } else {
+            app_.handle(*conn);
+            conn->complete(scope);
+        }
         app_.leave();
+        hand_back(std::move(conn));
     }
     app_.thread_stopping();
 }
