@@ -5,6 +5,8 @@
 
 #include "net/socket_io.hpp"
 
+#include <atomic>
+
 namespace appserver::server {
 
 class Exchange;
@@ -25,6 +27,9 @@ public:
         static thread_local net::NoLock no_lock;
         return no_lock;
     }
+    // Threads currently blocked inside enter() (waiting for the GIL), or nullptr. The
+    // worker uses it to avoid waking a thread that could only wait too.
+    virtual const std::atomic<int>* contention() const { return nullptr; }
     // Runs one exchange to completion on a blocking thread, between enter() and leave().
     // Must not throw: failures become error responses (or an aborted response once bytes
     // were sent).

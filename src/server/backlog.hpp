@@ -2,8 +2,10 @@
 // threads (consumers). Full means "answer 503", never "grow".
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <mutex>
 
@@ -13,6 +15,11 @@ template <class T>
 class Backlog {
 public:
     explicit Backlog(std::size_t capacity) : capacity_(capacity) {}
+
+    // Optional: how many consumers are currently waiting for a shared resource they all
+    // need (the GIL). While one is, waking another consumer only adds a second waiter and
+    // two context switches; the queued item is taken by a running consumer instead.
+    void set_contention(const std::atomic<int>* waiting) { contention_ = waiting; }
 
     // Returns false (and leaves item untouched) when the queue is full or closed.
     bool try_push(T& item) {
@@ -24,10 +31,12 @@ public:
             }
             items_.push_back(std::move(item));
             // A consumer that is already running will come back for this item on its
-            // own; only pay for a wake-up when someone is actually asleep.
-            wake = sleepers_ > 0;
+            // own; only pay for a wake-up when someone is actually asleep (and would not
+            // just queue up behind another consumer for the same resource).
+            wake = sleepers_ > 0 && !contended();
         }
         if (wake) {
+            wakeups_.fetch_add(1, std::memory_order_relaxed);
             ready_.notify_one();
         }
         return true;
@@ -47,6 +56,21 @@ public:
         out = std::move(items_.front());
         items_.pop_front();
         return true;
+    }
+
+    // A consumer that just got the contended resource passes the baton: if work is queued
+    // and someone sleeps, wake one, so consumers keep flowing while the resource is
+    // released by the app (a request sleeping or doing I/O without the GIL).
+    void wake_one_if_pending() {
+        bool wake = false;
+        {
+            std::lock_guard lock(mutex_);
+            wake = !items_.empty() && sleepers_ > 0 && !contended();
+        }
+        if (wake) {
+            wakeups_.fetch_add(1, std::memory_order_relaxed);
+            ready_.notify_one();
+        }
     }
 
     // Non-blocking pop: false when nothing is queued right now.
@@ -76,13 +100,26 @@ public:
 
     std::size_t capacity() const { return capacity_; }
 
+    // Consumers asleep in pop() right now, and wake-ups sent so far (metrics, tests).
+    std::size_t sleepers() const {
+        std::lock_guard lock(mutex_);
+        return sleepers_;
+    }
+    std::uint64_t wakeups() const { return wakeups_.load(std::memory_order_relaxed); }
+
 private:
+    bool contended() const {
+        return contention_ != nullptr && contention_->load(std::memory_order_relaxed) > 0;
+    }
+
     const std::size_t capacity_;
+    const std::atomic<int>* contention_ = nullptr;
     mutable std::mutex mutex_;
     std::condition_variable ready_;
     std::deque<T> items_;
     std::size_t sleepers_ = 0;
     bool closed_ = false;
+    std::atomic<std::uint64_t> wakeups_{0};
 };
 
 } // namespace appserver::server

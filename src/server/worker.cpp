@@ -47,6 +47,7 @@ Worker::Worker(const Config& config, const net::ListenSocket& listener, Applicat
     if (app.runs_inline()) {
         inline_app_ = &app;
     }
+    backlog_.set_contention(app.contention());
     if (listener.family == AF_UNIX) {
         server_info_.name = "localhost";
         server_info_.port = "";
@@ -261,6 +262,7 @@ void Worker::blocking_thread_main() {
     // the CPU when the scheduler preempted the app thread (docs/benchmarks.md).
     while (backlog_.pop(conn)) {
         app_.enter();
+        backlog_.wake_one_if_pending();
         net::BlockingScope& scope = app_.blocking_scope();
         if (conn->abandoned()) {
             stats_.requests_abandoned.fetch_add(1, std::memory_order_relaxed);

@@ -288,7 +288,9 @@ void WsgiApplication::thread_stopping() {
 }
 
 void WsgiApplication::enter() {
+    gil_waiters_.fetch_add(1, std::memory_order_relaxed);
     PyEval_RestoreThread(thread_gil.state);
+    gil_waiters_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void WsgiApplication::leave() {

@@ -9,6 +9,8 @@
 
 #include <Python.h>
 
+#include <atomic>
+
 namespace appserver::wsgi {
 
 class WsgiApplication final : public server::Application {
@@ -24,12 +26,14 @@ public:
     void enter() override;  // takes the GIL
     void leave() override;  // drops it
     net::BlockingScope& blocking_scope() override;
+    const std::atomic<int>* contention() const override { return &gil_waiters_; }
     void handle(server::Exchange& exchange) noexcept override; // GIL held
 
 private:
     void run(server::Exchange& exchange);
 
     PyObject* app_;
+    std::atomic<int> gil_waiters_{0};
     EnvironDefaults defaults_;
 };
 

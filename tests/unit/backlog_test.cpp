@@ -271,4 +271,48 @@ TEST(Backlog, ManyProducersAndConsumers) {
     EXPECT_EQ(sum.load(), n * (n + 1) / 2);
 }
 
+TEST(Backlog, NoWakeUpWhileConsumersContendForTheSharedResource) {
+    Backlog<int> q(4);
+    std::atomic<int> contention{0};
+    q.set_contention(&contention);
+    std::atomic<int> got{-1};
+    std::thread consumer([&] {
+        int out = 0;
+        if (q.pop(out)) {
+            got.store(out);
+        }
+    });
+    while (q.sleepers() != 1) {
+        std::this_thread::yield(); // until the consumer is asleep in pop()
+    }
+    contention.store(1); // someone waits for the GIL: a second waiter gains nothing
+    int item = 7;
+    ASSERT_TRUE(q.try_push(item));
+    EXPECT_EQ(q.wakeups(), 0U);
+    q.wake_one_if_pending(); // still contended: still no wake-up
+    EXPECT_EQ(q.wakeups(), 0U);
+    contention.store(0); // the waiter got it: pass the baton to a sleeper
+    q.wake_one_if_pending(); // (a spurious wake-up may have beaten us to it: at most one)
+    EXPECT_LE(q.wakeups(), 1U);
+    consumer.join();
+    EXPECT_EQ(got.load(), 7);
+}
+
+TEST(Backlog, WakesASleeperWhenUncontended) {
+    Backlog<int> q(4);
+    std::atomic<int> contention{0};
+    q.set_contention(&contention);
+    std::thread consumer([&] {
+        int out = 0;
+        q.pop(out);
+    });
+    while (q.sleepers() != 1) {
+        std::this_thread::yield();
+    }
+    int item = 1;
+    ASSERT_TRUE(q.try_push(item));
+    EXPECT_EQ(q.wakeups(), 1U);
+    consumer.join();
+}
+
 } // namespace
