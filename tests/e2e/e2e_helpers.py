@@ -704,3 +704,19 @@ def assert_serves(server, target: str = "/hello", expect: bytes | None = b"Hello
     if expect is not None:
         assert resp.body == expect, resp
     return resp
+
+
+# ---- blocking-route helpers (the /block route of apps/wsgi_app.py) ------------------------
+
+
+def release(server, token):
+    """Lets the /block request with this token finish."""
+    server.marker(f"release-{token}").write_text("go")
+
+
+def start_blocked_request(server, token) -> RawHTTP:
+    """Send GET /block on its own connection and wait until the app is running it."""
+    c = RawHTTP(server.port, timeout=30)
+    c.send(build_request("GET", f"/block?token={token}", port=server.port))
+    wait_for_file(server.marker(f"started-{token}"), timeout=20)
+    return c

@@ -12,6 +12,8 @@ import threading
 import pytest
 
 from e2e_helpers import (
+    release,
+    start_blocked_request,
     RawHTTP,
     assert_serves,
     build_request,
@@ -25,16 +27,6 @@ from e2e_helpers import (
 pytestmark = pytest.mark.timeout(120)
 
 
-def release(server, token):
-    server.marker(f"release-{token}").write_text("go")
-
-
-def start_blocked_request(server, token) -> RawHTTP:
-    """Send GET /block on its own connection and wait until the app is running it."""
-    c = RawHTTP(server.port, timeout=30)
-    c.send(build_request("GET", f"/block?token={token}", port=server.port))
-    wait_for_file(server.marker(f"started-{token}"), timeout=20)
-    return c
 
 
 def environ(server):

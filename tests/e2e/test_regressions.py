@@ -13,6 +13,8 @@ import socket
 import pytest
 
 from e2e_helpers import (
+    release,
+    start_blocked_request,
     APPS_DIR,
     RawHTTP,
     assert_serves,
@@ -28,16 +30,6 @@ from e2e_helpers import (
 pytestmark = pytest.mark.timeout(60)
 
 
-def release(server, token):
-    server.marker(f"release-{token}").write_text("go")
-
-
-def start_blocked_request(server, token) -> RawHTTP:
-    """GET /block on its own connection; returns once the app is running it."""
-    c = RawHTTP(server.port, timeout=30)
-    c.send(build_request("GET", f"/block?token={token}", port=server.port))
-    wait_for_file(server.marker(f"started-{token}"), timeout=20)
-    return c
 
 
 def loop_barrier(server) -> None:
