@@ -19,7 +19,9 @@ public:
     using socket_type = boost::asio::generic::stream_protocol::socket;
     using clock = std::chrono::steady_clock;
 
-    enum class Phase { reading, queued, in_app, closing, closed };
+    // queued covers the whole time a blocking thread owns the exchange (in the queue and
+    // in the app): the loop touches nothing of the connection until it is handed back.
+    enum class Phase { reading, queued, closing, closed };
 
     Connection(Worker& worker, socket_type socket, std::string remote_addr,
                std::uint16_t remote_port);
@@ -40,7 +42,6 @@ public:
     bool abandoned() const;
     // When the request entered the queue (set by the loop before the push).
     clock::time_point queued_at() const { return queued_at_; }
-    void mark_in_app() { phase_ = Phase::in_app; }
 
 private:
     void do_read();
