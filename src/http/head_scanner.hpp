@@ -26,7 +26,7 @@ public:
     const char* error_reason() const { return error_reason_; }
 
     // Facts about the request line, once request_line_complete().
-    bool request_line_complete() const { return line_ > 0 || verdict_ != Verdict::more; }
+    bool request_line_complete() const { return line_ > 0 || verdict_ == Verdict::done; }
     // method SP target SP HTTP/d.d with a token for the method.
     bool request_line_well_formed() const;
     // The last token of the request line has the syntax HTTP/DIGIT.DIGIT.

@@ -61,6 +61,19 @@ std::size_t RequestParser::feed(const char* data, std::size_t len) {
     if (state_ == State::head && !scanner_.done()) {
         std::size_t used = 0;
         if (scanner_.scan(data, len, used) == HeadScanner::Verdict::error) {
+            // The first error in byte order wins, however the bytes were split: let llhttp
+            // see what comes before the offending byte first.
+            if (deferred_error_ == HPE_OK && used > 1) {
+                execute(data, used - 1);
+                if (state_ == State::error) {
+                    return used;
+                }
+            }
+            // A request-line error still awaiting its verdict came first if the request
+            // line ended before the offending byte.
+            if (deferred_error_ != HPE_OK && settle_deferred_error()) {
+                return used;
+            }
             fail(scanner_.error_status(), scanner_.error_reason());
             return used;
         }
@@ -68,6 +81,10 @@ std::size_t RequestParser::feed(const char* data, std::size_t len) {
             return settle_deferred_error() ? used : len;
         }
     }
+    return execute(data, len);
+}
+
+std::size_t RequestParser::execute(const char* data, std::size_t len) {
     llhttp_errno_t err = llhttp_execute(&parser_, data, len);
     std::size_t consumed = err == HPE_OK ? len : static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - data);
     if (err == HPE_PAUSED_UPGRADE && state_ != State::complete) {

@@ -101,6 +101,7 @@ private:
 
     bool append_head(const char* at, std::size_t len);
     bool settle_deferred_error();
+    std::size_t execute(const char* data, std::size_t len); // llhttp over checked bytes
     void fail(int status, std::string reason);
 
     llhttp_t parser_{};

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -900,6 +902,53 @@ TEST(RequestParser, NextMessageResetsTheHead) {
     EXPECT_FALSE(h.has_body());
     EXPECT_TRUE(p.body().empty());
     EXPECT_EQ(p.body_received(), 0U);
+}
+
+// ---- property: the verdict never depends on read boundaries ------------------------------
+
+// Mutates valid requests (fixed seed: the same inputs every run) and checks that feeding
+// each one whole, one byte at a time, and split at a random point gives the same state and
+// the same error status. Boundary-dependent verdicts are what request smuggling feeds on.
+TEST(RequestParserProperty, MutatedRequestsGetTheSameVerdictWhateverTheSplits) {
+    const std::vector<std::string> bases = {
+        simple_get,
+        rich_get,
+        "POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
+        "POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "5;x=\"y\"\r\nhello\r\n0\r\nT: v\r\n\r\n",
+        "GET /old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+        "OPTIONS * HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx",
+    };
+    const std::string alphabet = std::string(" \r\n:\t;/aZ0-=", 15) + std::string(1, '\0');
+    std::mt19937 rng(20261126);
+    const ParserLimits limits{512, 20, 64};
+    int checked = 0;
+    for (int round = 0; round < 20000; ++round) {
+        std::string s = bases[rng() % bases.size()];
+        const int edits = 1 + static_cast<int>(rng() % 3);
+        for (int e = 0; e < edits && !s.empty(); ++e) {
+            const std::size_t pos = rng() % s.size();
+            const char c = alphabet[rng() % alphabet.size()];
+            switch (rng() % 3) {
+            case 0: s[pos] = c; break;
+            case 1: s.insert(s.begin() + static_cast<std::ptrdiff_t>(pos), c); break;
+            default: s.erase(pos, 1); break;
+            }
+        }
+        RequestParser whole(limits);
+        feed(whole, s);
+        RequestParser bytes(limits);
+        feed_bytewise(bytes, s);
+        RequestParser split(limits);
+        feed_split(split, s, 1 + rng() % s.size());
+        const auto verdict = [](const RequestParser& p) {
+            return std::make_pair(p.state(), p.state() == State::error ? p.error_status() : 0);
+        };
+        ASSERT_EQ(verdict(whole), verdict(bytes)) << ::testing::PrintToString(s);
+        ASSERT_EQ(verdict(whole), verdict(split)) << ::testing::PrintToString(s);
+        ++checked;
+    }
+    EXPECT_EQ(checked, 20000);
 }
 
 } // namespace
