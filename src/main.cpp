@@ -18,12 +18,7 @@ int main(int argc, char** argv) {
     // Usage errors, --help and --version need no interpreter.
     appserver::cli::ParseOutcome outcome = appserver::cli::parse(args);
     if (outcome.kind == appserver::cli::ParseOutcome::Kind::exit) {
-        std::FILE* out = outcome.exit_code == 0 ? stdout : stderr;
-        std::fputs(outcome.output.c_str(), out);
-        if (!outcome.output.empty() && outcome.output.back() != '\n') {
-            std::fputc('\n', out);
-        }
-        return outcome.exit_code;
+        return appserver::cli::print_and_exit_code(outcome);
     }
 
     PyConfig config;

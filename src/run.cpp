@@ -111,13 +111,7 @@ int run(const Config& config) {
 int run_command_line(const std::vector<std::string>& args) {
     cli::ParseOutcome outcome = cli::parse(args);
     if (outcome.kind == cli::ParseOutcome::Kind::exit) {
-        std::FILE* out = outcome.exit_code == 0 ? stdout : stderr;
-        std::fputs(outcome.output.c_str(), out);
-        if (!outcome.output.empty() && outcome.output.back() != '\n') {
-            std::fputc('\n', out);
-        }
-        std::fflush(out);
-        return outcome.exit_code;
+        return cli::print_and_exit_code(outcome);
     }
     return run(outcome.config);
 }

@@ -13,6 +13,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <iterator>
@@ -664,6 +665,16 @@ std::string markdown_reference() {
         << "## Exit status\n\n"
         << wrap(exit_status_rules, markdown_width) << "\n";
     return out.str();
+}
+
+int print_and_exit_code(const ParseOutcome& outcome) {
+    std::FILE* out = outcome.exit_code == 0 ? stdout : stderr;
+    std::fputs(outcome.output.c_str(), out);
+    if (!outcome.output.empty() && outcome.output.back() != '\n') {
+        std::fputc('\n', out);
+    }
+    std::fflush(out);
+    return outcome.exit_code;
 }
 
 } // namespace appserver::cli

@@ -23,6 +23,9 @@ using EnvLookup = std::function<const char*(const char*)>;
 // args[0] is the program name. env defaults to ::getenv.
 ParseOutcome parse(const std::vector<std::string>& args, const EnvLookup& env = {});
 
+// For Kind::exit: prints output (stdout for exit code 0, else stderr) and returns the code.
+int print_and_exit_code(const ParseOutcome& outcome);
+
 // The CLI reference as Markdown, generated from the option table (docs/cli.md).
 std::string markdown_reference();
 

@@ -361,11 +361,7 @@ bool Exchange::send(std::span<const std::string_view> parts, bool last,
     }
     if (last) {
         finished_ = true;
-        if (framing_ == http::Framing::content_length && body_sent_ < app_length_) {
-            spdlog::error("application sent {} of the {} bytes its Content-Length promised",
-                          body_sent_, app_length_);
-            keep_alive_ = false;
-        }
+        check_body_length();
     }
     return true;
 }
@@ -423,6 +419,16 @@ bool Exchange::send_file(int file_fd, std::int64_t offset, std::uint64_t count, 
     return true;
 }
 
+void Exchange::check_body_length() {
+    // The head promised a length the body fell short of: the framing is broken, so the
+    // connection cannot carry another request.
+    if (framing_ == http::Framing::content_length && body_sent_ < app_length_) {
+        spdlog::error("application sent {} of the {} bytes its Content-Length promised",
+                      body_sent_, app_length_);
+        keep_alive_ = false;
+    }
+}
+
 bool Exchange::finish(net::BlockingScope& scope) {
     if (finished_) {
         return true;
@@ -439,11 +445,7 @@ bool Exchange::finish(net::BlockingScope& scope) {
         iov_.push_back({const_cast<char*>(http::last_chunk.data()), http::last_chunk.size()});
         return write_iov(scope);
     }
-    if (framing_ == http::Framing::content_length && body_sent_ < app_length_) {
-        spdlog::error("application sent {} of the {} bytes its Content-Length promised",
-                      body_sent_, app_length_);
-        keep_alive_ = false;
-    }
+    check_body_length();
     return true;
 }
 

@@ -109,7 +109,7 @@ protected:
 private:
     bool write_iov(net::BlockingScope& scope);
     void prepare_head(std::uint64_t known_length, bool length_known);
-    bool check_length(std::uint64_t adding);
+    void check_body_length();
 
     std::size_t body_pos_ = 0;
     std::string body_error_;

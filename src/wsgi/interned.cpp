@@ -86,30 +86,19 @@ PyObject* method_string(unsigned method_id, std::string_view name) {
 
 PyObject* environ_key_for_header(std::string_view name) {
     static std::unordered_map<std::string, PyObject*, ViewHash, std::equal_to<>> cache;
-    char buf[256];
+    // One reused buffer per thread: no allocation once it has grown to the longest name.
+    thread_local std::string buf;
     const std::size_t prefix = 5;
-    if (name.size() + prefix > sizeof buf) {
-        // Longer than any real header name; not worth caching.
-        std::string key = "HTTP_";
-        for (char c : name) {
-            if (c == '_') {
-                return nullptr;
-            }
-            key.push_back(c == '-' ? '_' : static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c));
-        }
-        return PyUnicode_DecodeLatin1(key.data(), static_cast<Py_ssize_t>(key.size()), nullptr);
-    }
-    std::memcpy(buf, "HTTP_", prefix);
-    for (std::size_t i = 0; i < name.size(); ++i) {
-        const char c = name[i];
+    buf.assign("HTTP_");
+    for (const char c : name) {
         if (c == '_') {
             // "X_Forwarded_For" would land on the same key as "X-Forwarded-For": a client
             // could spoof a header a proxy sets. Such names never reach the app.
             return nullptr;
         }
-        buf[prefix + i] = c == '-' ? '_' : static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c);
+        buf.push_back(c == '-' ? '_' : static_cast<char>(c >= 'a' && c <= 'z' ? c - 32 : c));
     }
-    std::string_view key(buf, prefix + name.size());
+    std::string_view key(buf);
     if (key == "HTTP_CONTENT_TYPE") {
         key.remove_prefix(prefix);
     } else if (key == "HTTP_CONTENT_LENGTH") {
