@@ -28,6 +28,7 @@ void HeadScanner::reset() {
     method_token_ = true;
     method_len_ = 0;
     last_token_.clear();
+    newer_minor_at_ = std::string::npos;
     verdict_ = Verdict::more;
     error_status_ = 0;
     error_reason_ = "";
@@ -42,6 +43,7 @@ HeadScanner::Verdict HeadScanner::fail(int status, const char* reason) {
 
 HeadScanner::Verdict HeadScanner::scan(const char* data, std::size_t len, std::size_t& used) {
     used = 0;
+    newer_minor_at_ = std::string::npos;
     if (verdict_ != Verdict::more) {
         return verdict_;
     }
@@ -114,6 +116,10 @@ HeadScanner::Verdict HeadScanner::scan(const char* data, std::size_t len, std::s
                     ++method_len_;
                 } else if (last_token_.size() < 16) {
                     last_token_.push_back(c);
+                    if (spaces_ == 2 && last_token_.size() == 8 && c >= '2' && c <= '9' &&
+                        last_token_.compare(0, 7, "HTTP/1.") == 0) {
+                        newer_minor_at_ = i;
+                    }
                 }
             }
             prev_sp_ = c == ' ';

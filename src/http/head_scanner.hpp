@@ -34,6 +34,9 @@ public:
     // What was seen of the request line so far can no longer become well-formed
     // (binary garbage, a TLS handshake): no need to wait for its end.
     bool request_line_hopeless() const;
+    // Index, in the bytes of the last scan() call, of the minor digit of an HTTP/1.x
+    // version newer than 1.1 (npos if none there): the parser reads it as HTTP/1.1.
+    std::size_t newer_minor_version_at() const { return newer_minor_at_; }
 
 private:
     Verdict fail(int status, const char* reason);
@@ -48,6 +51,7 @@ private:
     bool method_token_ = true;  // every byte before the first SP is a tchar
     std::size_t method_len_ = 0;
     std::string last_token_;    // bytes after the request line's last SP (capped)
+    std::size_t newer_minor_at_ = std::string::npos;
     Verdict verdict_ = Verdict::more;
     int error_status_ = 0;
     const char* error_reason_ = "";

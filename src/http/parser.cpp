@@ -64,7 +64,7 @@ std::size_t RequestParser::feed(const char* data, std::size_t len) {
             // The first error in byte order wins, however the bytes were split: let llhttp
             // see what comes before the offending byte first.
             if (deferred_error_ == HPE_OK && used > 1) {
-                execute(data, used - 1);
+                execute_head(data, used - 1);
                 if (state_ == State::error) {
                     return used;
                 }
@@ -80,13 +80,47 @@ std::size_t RequestParser::feed(const char* data, std::size_t len) {
         if (deferred_error_ != HPE_OK) {
             return settle_deferred_error() ? used : len;
         }
+        return execute_head(data, len);
     }
     return execute(data, len);
 }
 
+std::size_t RequestParser::execute_head(const char* data, std::size_t len) {
+    const std::size_t at = scanner_.newer_minor_version_at();
+    if (at >= len) {
+        return execute(data, len);
+    }
+    // RFC 9110 6.2: a request in HTTP/1.x with x > 1 is processed as HTTP/1.1 (its minor
+    // versions are compatible); llhttp knows only 1.0 and 1.1, so it reads a '1' there.
+    const std::size_t done = execute(data, at);
+    if (done < at || state_ != State::head || deferred_error_ != HPE_OK) {
+        return done;
+    }
+    static constexpr char one = '1';
+    if (execute(&one, 1) < 1 || state_ != State::head || deferred_error_ != HPE_OK) {
+        return done;
+    }
+    return at + 1 + execute(data + at + 1, len - at - 1);
+}
+
 std::size_t RequestParser::execute(const char* data, std::size_t len) {
+    exec_end_ = data + len;
     llhttp_errno_t err = llhttp_execute(&parser_, data, len);
     std::size_t consumed = err == HPE_OK ? len : static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - data);
+    if (err == HPE_PAUSED && state_ == State::body && ext_value_then_semicolon_) {
+        // llhttp 8.1 takes the ';' after a chunk extension's token value for the end of
+        // the extensions and then rejects the next one ("5;a=1;b=2", valid per RFC 9112
+        // 7.1.1). Paused right after that ';', it expects a ';' or CRLF; hand it a ';' of
+        // our own so it reads the next extension, then go on with the client's bytes.
+        ext_value_then_semicolon_ = false;
+        llhttp_resume(&parser_);
+        static constexpr char semicolon = ';';
+        if (llhttp_execute(&parser_, &semicolon, 1) != HPE_OK) {
+            fail(400, "invalid chunk extension");
+            return consumed;
+        }
+        return consumed + execute(data + consumed, len - consumed);
+    }
     if (err == HPE_PAUSED_UPGRADE && state_ != State::complete) {
         // llhttp's upgrade pause after the previous message ended; this is a new one.
         llhttp_resume_after_upgrade(&parser_);
@@ -145,6 +179,8 @@ void RequestParser::next_message() {
     body_received_ = 0;
     trailer_bytes_ = 0;
     host_fields_ = 0;
+    chunk_ext_bytes_ = 0;
+    ext_value_then_semicolon_ = false;
     scanner_.reset();
     deferred_error_ = HPE_OK;
     message_begun_ = false;
@@ -345,6 +381,44 @@ int RequestParser::on_body(llhttp_t* p, const char* at, std::size_t len) {
     return 0;
 }
 
+int RequestParser::on_chunk_header(llhttp_t* p) {
+    static_cast<RequestParser*>(p->data)->chunk_ext_bytes_ = 0;
+    return 0;
+}
+
+// Chunk extensions are ignored (RFC 9112 7.1.1) but bounded: no one sends kilobytes of them.
+bool RequestParser::count_chunk_extension(std::size_t len) {
+    chunk_ext_bytes_ += len;
+    if (chunk_ext_bytes_ > kMaxChunkExtensionBytes) {
+        fail(400, "chunk extensions too long");
+        return false;
+    }
+    return true;
+}
+
+int RequestParser::on_chunk_extension_name(llhttp_t* p, const char* /*at*/, std::size_t len) {
+    auto* self = static_cast<RequestParser*>(p->data);
+    return self->count_chunk_extension(len + 1) ? 0 : HPE_USER;
+}
+
+int RequestParser::on_chunk_extension_value(llhttp_t* p, const char* at, std::size_t len) {
+    auto* self = static_cast<RequestParser*>(p->data);
+    if (!self->count_chunk_extension(len + 1)) {
+        return HPE_USER;
+    }
+    // A token value ends where llhttp stopped; a span cut by the end of the read ends at
+    // exec_end_ and says nothing about the next byte.
+    const char* end = at + len;
+    self->ext_value_then_semicolon_ = end < self->exec_end_ && *end == ';';
+    return 0;
+}
+
+int RequestParser::on_chunk_extension_value_complete(llhttp_t* p) {
+    auto* self = static_cast<RequestParser*>(p->data);
+    // Pause exactly where llhttp goes wrong (see execute()).
+    return self->ext_value_then_semicolon_ ? HPE_PAUSED : 0;
+}
+
 int RequestParser::on_message_complete(llhttp_t* p) {
     auto* self = static_cast<RequestParser*>(p->data);
     self->state_ = State::complete;
@@ -363,6 +437,10 @@ const llhttp_settings_t* RequestParser::settings() {
         t.on_header_value_complete = &RequestParser::on_header_value_complete;
         t.on_headers_complete = &RequestParser::on_headers_complete;
         t.on_body = &RequestParser::on_body;
+        t.on_chunk_header = &RequestParser::on_chunk_header;
+        t.on_chunk_extension_name = &RequestParser::on_chunk_extension_name;
+        t.on_chunk_extension_value = &RequestParser::on_chunk_extension_value;
+        t.on_chunk_extension_value_complete = &RequestParser::on_chunk_extension_value_complete;
         t.on_message_complete = &RequestParser::on_message_complete;
         return t;
     }();

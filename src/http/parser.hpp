@@ -20,6 +20,9 @@ struct ParserLimits {
     std::uint64_t max_body_size = 0;          // 0 = unlimited
 };
 
+// Chunk extensions on one chunk-size line, in bytes (they are read and ignored).
+inline constexpr std::size_t kMaxChunkExtensionBytes = 4096;
+
 // Offsets into RequestHead::bytes: stable while the buffer grows.
 struct Span {
     std::uint32_t offset = 0;
@@ -97,11 +100,17 @@ private:
     static int on_header_value_complete(llhttp_t* p);
     static int on_headers_complete(llhttp_t* p);
     static int on_body(llhttp_t* p, const char* at, std::size_t len);
+    static int on_chunk_header(llhttp_t* p);
+    static int on_chunk_extension_name(llhttp_t* p, const char* at, std::size_t len);
+    static int on_chunk_extension_value(llhttp_t* p, const char* at, std::size_t len);
+    static int on_chunk_extension_value_complete(llhttp_t* p);
     static int on_message_complete(llhttp_t* p);
 
     bool append_head(const char* at, std::size_t len);
+    bool count_chunk_extension(std::size_t len);
     bool settle_deferred_error();
     std::size_t execute(const char* data, std::size_t len); // llhttp over checked bytes
+    std::size_t execute_head(const char* data, std::size_t len); // same, minor version mapped
     void fail(int status, std::string reason);
 
     llhttp_t parser_{};
@@ -111,6 +120,9 @@ private:
     std::uint64_t body_received_ = 0;
     std::size_t trailer_bytes_ = 0;
     std::size_t host_fields_ = 0;
+    std::size_t chunk_ext_bytes_ = 0;  // chunk extensions on the current chunk-size line
+    const char* exec_end_ = nullptr;   // end of the bytes llhttp is executing
+    bool ext_value_then_semicolon_ = false;
     HeadScanner scanner_;
     llhttp_errno_t deferred_error_ = HPE_OK; // a request-line error awaiting its verdict
     std::string deferred_reason_;

@@ -168,6 +168,30 @@ def test_chunked_upload_in_separate_writes(app_server):
     assert resp.body == b"hello world"
 
 
+def test_chunk_extensions_are_ignored(app_server):
+    # RFC 9112 7.1.1: any number of extensions per chunk, token or quoted values.
+    with RawHTTP(app_server.port) as c:
+        c.send(build_request("POST", "/echo", [("Transfer-Encoding", "chunked")], port=app_server.port))
+        c.send(b'5;a=1;b=2;c="x y"\r\nhello\r\n6;name\r\n world\r\n0;last=1;n=2\r\n\r\n')
+        resp = c.read_response()
+        assert resp.status == 200
+        assert resp.body == b"hello world"
+        c.send(build_request("GET", "/hello", port=app_server.port))  # the connection lives on
+        assert c.read_response().status == 200
+
+
+def test_newer_http1_minor_version_is_served_as_http11(app_server):
+    # RFC 9110 6.2: HTTP/1.2 is processed as HTTP/1.1 (keep-alive included), not refused.
+    with RawHTTP(app_server.port) as c:
+        c.send(b"GET /environ HTTP/1.2\r\nHost: localhost\r\n\r\n")
+        resp = c.read_response()
+        assert resp.status == 200
+        assert resp.raw_head.startswith(b"HTTP/1.1 200")
+        assert env_of(resp)["SERVER_PROTOCOL"] == "HTTP/1.1"
+        c.send(build_request("GET", "/hello", port=app_server.port))
+        assert c.read_response().status == 200
+
+
 # ---------------------------------------------------------------- 100-continue
 
 

@@ -375,21 +375,56 @@ TEST(RequestParser, ChunkedBodySplitAtEveryByteBoundary) {
     }
 }
 
-TEST(RequestParser, ChunkedWithSeveralTokenExtensions) {
-    // RFC 9112 7.1.1 allows several name=token extensions on one chunk, but llhttp 8.1
-    // (Debian bookworm) rejects a second extension after a token value. Known limitation,
-    // documented in docs/behaviour.md: the answer is a clean 400, never a misparse.
-    // When llhttp is upgraded this test should expect State::complete and "hello".
+TEST(RequestParser, ChunkedWithSeveralExtensions) {
+    // RFC 9112 7.1.1: any number of extensions, token or quoted values, are read and
+    // ignored. (llhttp 8.1 alone rejects a second extension after a token value.)
+    const std::string head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    const std::string body = "5;a=1;b=2;c=3\r\nhello\r\n3;x=\"q\";y=z;w\r\nabc\r\n0;n=1;m=2\r\n\r\n";
+    const std::string req = head + body;
     RequestParser p;
-    feed(p, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-            "5;a=1;b=2\r\nhello\r\n0\r\n\r\n");
-    EXPECT_EQ(p.state(), State::error);
-    EXPECT_EQ(p.error_status(), 400);
-    RequestParser q; // quoted values and bare names are accepted
-    feed(q, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-            "5;a=\"1\";b\r\nhello\r\n0\r\n\r\n");
-    EXPECT_EQ(q.state(), State::complete) << q.error_status() << " " << q.error_reason();
-    EXPECT_EQ(q.body(), "hello");
+    EXPECT_EQ(feed(p, req), req.size());
+    ASSERT_EQ(p.state(), State::complete) << p.error_status() << " " << p.error_reason();
+    EXPECT_EQ(p.body(), "helloabc");
+    RequestParser b;
+    EXPECT_EQ(feed_bytewise(b, req), req.size());
+    ASSERT_EQ(b.state(), State::complete) << b.error_reason();
+    EXPECT_EQ(b.body(), "helloabc");
+    for (std::size_t at = head.size(); at < req.size(); ++at) {
+        SCOPED_TRACE(at);
+        RequestParser q;
+        EXPECT_EQ(feed_split(q, req, at), req.size());
+        ASSERT_EQ(q.state(), State::complete) << q.error_reason();
+        EXPECT_EQ(q.body(), "helloabc");
+    }
+}
+
+TEST(RequestParser, MalformedChunkExtensionsAre400) {
+    const std::string head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    EXPECT_EQ(status_of(head + "5;a=1;\r\nhello\r\n0\r\n\r\n"), 400);
+    EXPECT_EQ(status_of(head + "5;a=b c\r\nhello\r\n0\r\n\r\n"), 400);
+    EXPECT_EQ(status_of(head + "5;a=1;b=\"x\r\nhello\r\n0\r\n\r\n"), 400);
+    EXPECT_EQ(status_of_bytewise(head + "5;a=1;\r\nhello\r\n0\r\n\r\n"), 400);
+}
+
+TEST(RequestParser, ChunkExtensionsAreBounded) {
+    const std::string head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    std::string many;
+    while (many.size() <= appserver::http::kMaxChunkExtensionBytes) {
+        many += ";a=1";
+    }
+    EXPECT_EQ(status_of(head + "5" + many + "\r\nhello\r\n0\r\n\r\n"), 400);
+    EXPECT_EQ(status_of(head + "5;" + std::string(appserver::http::kMaxChunkExtensionBytes, 'n') +
+                        "\r\nhello\r\n0\r\n\r\n"),
+              400);
+    // The bound is per chunk-size line: many small ones across chunks are fine.
+    std::string chunks;
+    for (int i = 0; i < 200; ++i) {
+        chunks += "1;name=value;other=\"quoted\"\r\nx\r\n";
+    }
+    RequestParser p;
+    feed(p, head + chunks + "0\r\n\r\n");
+    ASSERT_EQ(p.state(), State::complete) << p.error_reason();
+    EXPECT_EQ(p.body(), std::string(200, 'x'));
 }
 
 TEST(RequestParser, ChunkedBodyOnlyZeroChunk) {
@@ -600,6 +635,9 @@ TEST(RequestParser, VerdictDoesNotDependOnReadBoundaries) {
         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         "GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+        "GET / HTTP/1.2\r\nHost: a\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2;a=1;b=\"c\";d\r\nhi\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2;a=1;\r\nhi\r\n0\r\n\r\n",
         "CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n",
         "FROB / HTTP/1.1\r\nHost: a\r\n\r\n",
         "HELLO WORLD\r\n\r\n",
@@ -766,6 +804,26 @@ TEST(RequestParser, BodyOverLimitByChunkedAccumulationIs413) {
     ASSERT_EQ(p.state(), State::error);
     EXPECT_EQ(p.error_status(), 413);
     EXPECT_LE(p.body().size(), 10U);
+}
+
+TEST(RequestParser, NewerHttp1MinorVersionsAreServedAsHttp11) {
+    // RFC 9110 6.2: a higher minor version of a major version we implement is processed
+    // as the highest minor version we implement.
+    for (const char* v : {"HTTP/1.2", "HTTP/1.9"}) {
+        SCOPED_TRACE(v);
+        const std::string req = std::string("GET /x HTTP/1.1\r\nHost: a\r\n\r\n").replace(7, 8, v);
+        for (int mode = 0; mode < 2; ++mode) {
+            RequestParser p;
+            EXPECT_EQ(mode == 0 ? feed(p, req) : feed_bytewise(p, req), req.size());
+            ASSERT_EQ(p.state(), State::complete) << p.error_reason();
+            EXPECT_EQ(p.head().version_major, 1);
+            EXPECT_EQ(p.head().version_minor, 1);
+            EXPECT_TRUE(p.head().keep_alive);
+            EXPECT_EQ(p.head().view(p.head().target), "/x");
+        }
+    }
+    EXPECT_EQ(status_of("GET / HTTP/1.2\r\n\r\n"), 400); // 1.1 rules: Host required
+    EXPECT_EQ(status_of("GET / HTTP/1.12\r\nHost: a\r\n\r\n"), 400);
 }
 
 TEST(RequestParser, UnsupportedVersionsAre505) {
