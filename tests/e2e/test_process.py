@@ -51,6 +51,17 @@ def test_workers_are_forked_children(server_factory):
     assert environ(server)["wsgi.multiprocess"] is True
 
 
+def test_event_loop_runs_as_batch_thread_and_app_threads_do_not(server_factory):
+    # The event-loop thread (the worker's main thread) must not preempt the app thread on
+    # every arriving request (docs/architecture.md); the app's threads keep the normal policy.
+    server = server_factory.start(args=["--workers", "1", "--blocking-threads", "2"])
+    info = json.loads(http_get(server.port, "/pid").body)
+    assert info["tid"] != info["pid"], "the app runs on a blocking thread, not the loop"
+    assert os.sched_getscheduler(info["pid"]) == os.SCHED_BATCH
+    assert info["policy"] == os.SCHED_OTHER
+    assert os.sched_getscheduler(server.pid) == os.SCHED_OTHER  # the master is untouched
+
+
 def test_killed_worker_is_respawned(server_factory):
     server = server_factory.start(args=["--workers", "2"])
     workers = wait_until(lambda: (w := server.workers()) and len(w) == 2 and w, 20, "2 worker processes")

@@ -702,7 +702,12 @@ def route_mark(environ, start_response):
 
 
 def route_pid(environ, start_response):
-    return respond_json(start_response, {"pid": os.getpid(), "ppid": os.getppid()})
+    return respond_json(start_response, {
+        "pid": os.getpid(),
+        "ppid": os.getppid(),
+        "tid": threading.get_native_id(),
+        "policy": os.sched_getscheduler(0),
+    })
 
 
 def route_osenv(environ, start_response):
