@@ -26,6 +26,30 @@ bool valid_host(std::string_view host) {
     return true;
 }
 
+// Whether a Transfer-Encoding field value lists a coding other than chunked
+// (transfer-coding = token *( OWS ";" OWS transfer-parameter ), RFC 9112 7).
+bool lists_other_coding(std::string_view value) {
+    while (!value.empty()) {
+        const std::size_t comma = value.find(',');
+        std::string_view item = value.substr(0, comma);
+        item = item.substr(0, item.find(';'));
+        while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) {
+            item.remove_prefix(1);
+        }
+        while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) {
+            item.remove_suffix(1);
+        }
+        if (!item.empty() && !iequals(item, "chunked")) {
+            return true;
+        }
+        if (comma == std::string_view::npos) {
+            break;
+        }
+        value.remove_prefix(comma + 1);
+    }
+    return false;
+}
+
 } // namespace
 
 std::string_view RequestHead::method_name() const {
@@ -181,6 +205,7 @@ void RequestParser::next_message() {
     host_fields_ = 0;
     chunk_ext_bytes_ = 0;
     ext_value_then_semicolon_ = false;
+    other_transfer_coding_ = false;
     scanner_.reset();
     deferred_error_ = HPE_OK;
     message_begun_ = false;
@@ -317,6 +342,10 @@ int RequestParser::on_header_value_complete(llhttp_t* p) {
             return HPE_USER;
         }
     }
+    if (iequals(head.view(field.name), "transfer-encoding") &&
+        lists_other_coding(head.view(field.value))) {
+        self->other_transfer_coding_ = true;
+    }
     if (iequals(head.view(field.name), "expect") &&
         iequals(head.view(field.value), "100-continue")) {
         head.expect_continue = true;
@@ -342,6 +371,11 @@ int RequestParser::on_headers_complete(llhttp_t* p) {
         self->fail(400, "empty request target");
         return -1;
     }
+    // RFC 9112 3.2.4: the asterisk-form is only for a server-wide OPTIONS.
+    if (head.view(head.target) == "*" && p->method != HTTP_OPTIONS) {
+        self->fail(400, "the '*' request target is only allowed with OPTIONS");
+        return -1;
+    }
     const bool http11 = head.version_minor >= 1;
     // RFC 9112 3.2: an HTTP/1.1 request has exactly one Host field.
     if ((http11 && self->host_fields_ == 0) || self->host_fields_ > 1) {
@@ -355,6 +389,13 @@ int RequestParser::on_headers_complete(llhttp_t* p) {
         head.keep_alive = false; // no protocol switch under WSGI: answer, then close
     }
     head.chunked = (p->flags & F_CHUNKED) != 0;
+    if (head.chunked && self->other_transfer_coding_) {
+        // RFC 9112 6.1: a transfer coding we do not implement (gzip, deflate...) is 501;
+        // passing the still-encoded body to the app as if plain would be wrong. (Without
+        // chunked last the framing is unknown, and llhttp answers 400 as 6.3 requires.)
+        self->fail(501, "transfer codings other than chunked are not implemented");
+        return -1;
+    }
     if (!http11 && (p->flags & F_TRANSFER_ENCODING) != 0) {
         head.keep_alive = false; // RFC 9112 6.1: 1.0 framing with chunked: close after
     }

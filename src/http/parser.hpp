@@ -120,6 +120,7 @@ private:
     std::uint64_t body_received_ = 0;
     std::size_t trailer_bytes_ = 0;
     std::size_t host_fields_ = 0;
+    bool other_transfer_coding_ = false; // a coding other than chunked was listed
     std::size_t chunk_ext_bytes_ = 0;  // chunk extensions on the current chunk-size line
     const char* exec_end_ = nullptr;   // end of the bytes llhttp is executing
     bool ext_value_then_semicolon_ = false;

@@ -579,6 +579,28 @@ TEST(RequestParser, InvalidContentLengthIs400) {
               400);
 }
 
+TEST(RequestParser, TransferCodingsOtherThanChunkedAre501) {
+    // RFC 9112 6.1: a coding the server does not understand gets 501; the app must never
+    // see a gzip body passed off as plain bytes.
+    const std::string body = "5\r\nhello\r\n0\r\n\r\n";
+    EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n" + body), 501);
+    EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n"
+                        "Transfer-Encoding: chunked\r\n\r\n" + body),
+              501);
+    EXPECT_EQ(status_of_bytewise("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: deflate ,chunked\r\n\r\n" + body), 501);
+    // chunked alone, in any case and with surrounding whitespace, is fine.
+    EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:  CHUNKED \r\n\r\n" + body), 0);
+}
+
+TEST(RequestParser, AsteriskFormOnlyWithOptions) {
+    RequestParser p;
+    feed(p, "OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n");
+    ASSERT_EQ(p.state(), State::complete) << p.error_reason();
+    EXPECT_EQ(p.head().view(p.head().target), "*");
+    EXPECT_EQ(status_of("GET * HTTP/1.1\r\nHost: a\r\n\r\n"), 400);
+    EXPECT_EQ(status_of("POST * HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n"), 400);
+}
+
 TEST(RequestParser, TransferEncodingNotEndingInChunkedIs400) {
     // RFC 9112 6.3: a request whose final coding is not chunked MUST get a 400.
     EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\nabc"), 400);
