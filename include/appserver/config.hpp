@@ -33,7 +33,7 @@ struct Config {
     // Processes and threads.
     unsigned workers = 1;           // worker processes forked by the master
     unsigned blocking_threads = 1;  // threads per worker that call the Python app
-    std::size_t request_queue_size = 1024; // parsed requests waiting for a thread, per worker
+    std::size_t request_queue_size = 4096; // parsed requests waiting for a thread, per worker
 
     // Deadlines.
     double keep_alive_timeout = 5.0;   // idle keep-alive connection closed after this (s)

@@ -365,8 +365,10 @@ const std::vector<OptionSpec>& option_table() {
          "connection."},
         {"request-queue-size", {}, "Processes and threads",
          at_least<&Config::request_queue_size, 1>("N"),
-         "Per worker, how many parsed requests may wait for a free blocking thread; a request "
-         "arriving at a full queue gets 503."},
+         "Per worker, how many parsed requests may wait for a free blocking thread. While the "
+         "queue is full the worker accepts no new connections (they wait in the listen "
+         "backlog or go to another worker), and a request arriving on an open connection gets "
+         "503 with Retry-After."},
 
         {"keep-alive-timeout", {}, "Timeouts", seconds<&Config::keep_alive_timeout>(),
          "Close an idle keep-alive connection after this long."},

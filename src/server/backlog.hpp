@@ -1,5 +1,5 @@
 // The bounded queue between a worker's event loop (one producer) and its blocking
-// threads (consumers). Full means "answer 503", never "grow".
+// threads (consumers). Full means "answer 503" (and stop accepting), never "grow".
 #pragma once
 
 #include <atomic>
@@ -23,13 +23,21 @@ public:
 
     // Returns false (and leaves item untouched) when the queue is full or closed.
     bool try_push(T& item) {
+        bool full_after = false;
+        return try_push(item, full_after);
+    }
+
+    // The same; full_after says whether the queue is full (or closed) after the call.
+    bool try_push(T& item, bool& full_after) {
         bool wake = false;
         {
             std::lock_guard lock(mutex_);
             if (closed_ || items_.size() >= capacity_) {
+                full_after = true;
                 return false;
             }
             items_.push_back(std::move(item));
+            full_after = items_.size() >= capacity_;
             // A consumer that is already running will come back for this item on its
             // own; only pay for a wake-up when someone is actually asleep (and would not
             // just queue up behind another consumer for the same resource).

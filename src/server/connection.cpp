@@ -107,9 +107,7 @@ void Connection::dispatch() {
         return;
     }
     if (!worker_.enqueue(self)) {
-        worker_.stats().requests_rejected.fetch_add(1, std::memory_order_relaxed);
-        spdlog::warn("request queue full ({} waiting): 503 to {}", config_.request_queue_size,
-                     remote_addr_);
+        worker_.note_rejected(remote_addr_);
         reply_and_close(503, "Service Unavailable: the server is at capacity",
                         "Retry-After: 1\r\n");
         return;

@@ -175,20 +175,30 @@ void Worker::drain_done() {
         c->on_exchange_done();
     }
     draining_done_.clear();
+    resume_accepting_if_room();
 }
 
 void Worker::do_accept() {
+    if (accept_armed_ || accept_paused_ || draining()) {
+        return;
+    }
+    accept_armed_ = true;
     acceptor_.async_accept([this](const boost::system::error_code& ec,
                                   asio::generic::stream_protocol::socket socket) {
+        accept_armed_ = false;
         if (ec) {
-            if (ec == asio::error::operation_aborted || draining()) {
+            if (ec == asio::error::operation_aborted) {
+                do_accept(); // cancelled by a pause that may already be over
+                return;
+            }
+            if (draining()) {
                 return;
             }
             // Out of descriptors or memory: back off briefly instead of spinning.
             spdlog::error("accept: {}", ec.message());
             accept_retry_timer_.expires_after(std::chrono::milliseconds(100));
             accept_retry_timer_.async_wait([this](const boost::system::error_code& e) {
-                if (!e && !draining()) {
+                if (!e) {
                     do_accept();
                 }
             });
@@ -204,6 +214,44 @@ void Worker::do_accept() {
         conn->start();
         do_accept();
     });
+}
+
+// While the request queue is full, a new connection's request could only get a 503, so
+// stop taking connections: they wait in the listen backlog, or another worker (sharing
+// the listening socket) takes them. Requests on connections already open still get 503.
+void Worker::pause_accepting() {
+    if (accept_paused_ || draining()) {
+        return;
+    }
+    accept_paused_ = true;
+    boost::system::error_code ignored;
+    acceptor_.cancel(ignored);
+    spdlog::debug("worker {}: request queue full, not accepting connections", index_);
+}
+
+void Worker::resume_accepting_if_room() {
+    if (!accept_paused_ || backlog_.depth() >= backlog_.capacity()) {
+        return;
+    }
+    accept_paused_ = false;
+    spdlog::debug("worker {}: request queue has room, accepting again", index_);
+    do_accept();
+}
+
+// One warning per burst of refusals rather than one per request: an overload must not
+// also flood the log.
+void Worker::note_rejected(const std::string& remote_addr) {
+    stats_.requests_rejected.fetch_add(1, std::memory_order_relaxed);
+    ++rejected_since_warning_;
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_full_warning_ < std::chrono::seconds(10)) {
+        return;
+    }
+    spdlog::warn("worker {}: request queue full ({} waiting): answered 503 to {} request(s) "
+                 "since the last warning, latest from {}",
+                 index_, config_.request_queue_size, rejected_since_warning_, remote_addr);
+    last_full_warning_ = now;
+    rejected_since_warning_ = 0;
 }
 
 void Worker::do_sweep() {
@@ -226,7 +274,12 @@ void Worker::do_sweep() {
 }
 
 bool Worker::enqueue(std::shared_ptr<Connection>& connection) {
-    return backlog_.try_push(connection);
+    bool full = false;
+    const bool queued = backlog_.try_push(connection, full);
+    if (full) {
+        pause_accepting();
+    }
+    return queued;
 }
 
 void Worker::remove(Connection* connection) {

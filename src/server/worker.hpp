@@ -18,6 +18,8 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
+#include <chrono>
+#include <string>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -56,14 +58,20 @@ public:
     const ServerInfo& server_info() const { return server_info_; }
     const std::atomic<bool>& draining_flag() const { return draining_; }
     bool draining() const { return draining_.load(std::memory_order_relaxed); }
+    // Queues a parsed request for the blocking threads; false when the queue is full
+    // (the caller answers 503). Stops accepting while the queue is full.
     bool enqueue(std::shared_ptr<Connection>& connection);
     void remove(Connection* connection);
+    // A request refused because the queue was full (counted; logged at most every 10 s).
+    void note_rejected(const std::string& remote_addr);
     WorkerStats& stats() { return stats_; }
     // The application when it runs on the loop thread itself (see runs_inline()).
     Application* inline_app() const { return inline_app_; }
 
 private:
     void do_accept();
+    void pause_accepting();
+    void resume_accepting_if_room();
     void do_sweep();
     void begin_shutdown(int signal_number);
     void maybe_finish_shutdown();
@@ -93,6 +101,10 @@ private:
     std::vector<std::shared_ptr<Connection>> draining_done_; // loop thread only
     std::atomic<bool> draining_{false};
     bool forced_ = false;
+    bool accept_armed_ = false;  // an async_accept is outstanding
+    bool accept_paused_ = false; // the request queue is full: new connections wait in the kernel
+    std::chrono::steady_clock::time_point last_full_warning_{};
+    std::uint64_t rejected_since_warning_ = 0;
     WorkerStats stats_;
 };
 

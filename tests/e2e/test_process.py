@@ -228,19 +228,28 @@ def test_sigterm_not_held_by_idle_keep_alive_connection(server_factory):
 # ---------------------------------------------------------------- request queue
 
 
+def _open_keep_alive(server, n):
+    """n connections, each proven accepted by one answered request (keep-alive)."""
+    conns = []
+    for _ in range(n):
+        c = RawHTTP(server.port, timeout=40)
+        c.send(build_request("GET", "/hello", port=server.port))
+        assert c.read_response().status == 200
+        conns.append(c)
+    return conns
+
+
 def test_full_request_queue_answers_503(server_factory, token):
     server = server_factory.start(
         args=["--workers", "1", "--blocking-threads", "1", "--request-queue-size", "1"]
     )
     assert environ(server)["wsgi.multithread"] is False
     tokens = [f"{token}-{i}" for i in range(3)]
+    conns = _open_keep_alive(server, len(tokens))  # open before the queue fills
     holder = start_blocked_request(server, token)  # occupies the only blocking thread
     results, errors = {}, {}
-    conns = []
-    for t in tokens:
-        c = RawHTTP(server.port, timeout=40)
+    for t, c in zip(tokens, conns):
         c.send(build_request("GET", f"/block?token={t}", port=server.port))
-        conns.append((t, c))
 
     def reader(t, c):
         try:
@@ -248,7 +257,7 @@ def test_full_request_queue_answers_503(server_factory, token):
         except Exception as e:  # noqa: BLE001 - reported below
             errors[t] = e
 
-    threads = [threading.Thread(target=reader, args=tc, daemon=True) for tc in conns]
+    threads = [threading.Thread(target=reader, args=tc, daemon=True) for tc in zip(tokens, conns)]
     for th in threads:
         th.start()
     try:
@@ -263,7 +272,7 @@ def test_full_request_queue_answers_503(server_factory, token):
         th.join(timeout=40)
     assert holder.read_response().status == 200
     holder.close()
-    for _, c in conns:
+    for c in conns:
         c.close()
     assert not errors, f"connections failed: {errors!r}"
     statuses = sorted(r.status for r in results.values())
@@ -275,6 +284,31 @@ def test_full_request_queue_answers_503(server_factory, token):
     for t, r in results.items():
         if r.status == 503:
             assert not server.marker(f"started-{t}").exists(), "a refused request reached the app"
+    assert "answered 503" in server.log(), "refusals are logged"
+    assert_serves(server)
+
+
+def test_full_request_queue_stops_accepting_instead_of_refusing(server_factory, token):
+    # While the queue is full a new connection waits in the listen backlog (or goes to
+    # another worker) rather than being accepted only to get a 503.
+    server = server_factory.start(
+        args=["--workers", "1", "--blocking-threads", "1", "--request-queue-size", "1",
+              "--log-level", "debug"]
+    )
+    (queued,) = _open_keep_alive(server, 1)
+    holder = start_blocked_request(server, token)
+    queued.send(build_request("GET", "/hello", port=server.port))  # fills the queue
+    wait_until(lambda: "not accepting connections" in server.log(), 20, "the worker to stop accepting")
+    late = RawHTTP(server.port, timeout=40)  # completes in the kernel's listen backlog
+    late.send(build_request("GET", "/hello", port=server.port))
+    release(server, token)
+    assert holder.read_response().status == 200
+    assert queued.read_response().status == 200
+    assert late.read_response().status == 200, "the late connection is served, not refused"
+    for c in (holder, queued, late):
+        c.close()
+    wait_until(lambda: "accepting again" in server.log(), 20, "the worker to accept again")
+    assert "answered 503" not in server.log()
     assert_serves(server)
 
 
