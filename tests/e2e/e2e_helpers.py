@@ -501,8 +501,12 @@ class RawHTTP:
         self.port = port
         if unix_path is not None:
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.settimeout(timeout)
-            self.sock.connect(unix_path)
+            try:
+                self.sock.settimeout(timeout)
+                self.sock.connect(unix_path)
+            except OSError:
+                self.sock.close()  # no descriptor left behind by a failed connect
+                raise
         else:
             self.sock = socket.create_connection((host, port), timeout=timeout)
         self.buf = b""
