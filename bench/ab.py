@@ -104,6 +104,7 @@ def main() -> int:
     ap.add_argument("--rate", type=int, default=0, help="also measure p99 at this fixed rate")
     ap.add_argument("--no-pin", action="store_true")
     args = ap.parse_args()
+    args.a, args.b = (str(Path(x).resolve()) for x in (args.a, args.b))  # servers run in bench/apps
     pin = not args.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
     oha = shutil.which("oha") or str(Path.home() / ".cargo/bin/oha")
     results: dict[tuple[str, int, str], list[float]] = {}

@@ -659,7 +659,7 @@ def write_report(res: dict, out: Path, results_dir: Path | None = None) -> None:
       "`bench/README.md`.")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(L) + "\n")
-    if results_dir and results_dir != img_dir:
+    if results_dir and Path(results_dir).resolve() != Path(img_dir).resolve():
         for img in images:
             shutil.copy(img_dir / img, results_dir / img)
 
