@@ -45,6 +45,13 @@ const char* describe(IoResult r) {
 }
 
 IoResult write_all(int fd, iovec* iov, int iovcnt, double timeout_s, BlockingScope& scope) {
+    bool deferred = false;
+    return write_or_defer(fd, iov, iovcnt, timeout_s, 0, deferred, scope);
+}
+
+IoResult write_or_defer(int fd, iovec*& iov, int& iovcnt, double timeout_s,
+                        std::size_t defer_limit, bool& deferred, BlockingScope& scope) {
+    deferred = false;
     // One deadline for the whole call: a client that reads a byte now and then cannot
     // hold the thread longer than timeout_s per write.
     const auto deadline = std::chrono::steady_clock::now() +
@@ -60,6 +67,16 @@ IoResult write_all(int fd, iovec* iov, int iovcnt, double timeout_s, BlockingSco
                 continue;
             }
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if (defer_limit > 0) {
+                    std::size_t left_bytes = 0;
+                    for (int i = 0; i < iovcnt; ++i) {
+                        left_bytes += iov[i].iov_len;
+                    }
+                    if (left_bytes <= defer_limit) {
+                        deferred = true;
+                        return IoResult::ok;
+                    }
+                }
                 const double left_s = std::chrono::duration<double>(
                                           deadline - std::chrono::steady_clock::now())
                                           .count();

@@ -32,6 +32,11 @@ const char* describe(IoResult r);
 // Writes every byte of iov (which it may modify) within timeout_s in total.
 IoResult write_all(int fd, iovec* iov, int iovcnt, double timeout_s, BlockingScope& scope);
 
+// The same, except that when the socket would block with at most defer_limit bytes left
+// it stops there: returns ok with deferred set, iov/iovcnt describing what is left.
+IoResult write_or_defer(int fd, iovec*& iov, int& iovcnt, double timeout_s,
+                        std::size_t defer_limit, bool& deferred, BlockingScope& scope);
+
 // sendfile(2) count bytes of file_fd starting at offset.
 IoResult send_file(int fd, int file_fd, off_t offset, std::size_t count, double timeout_s,
                    BlockingScope& scope);

@@ -31,7 +31,9 @@ Connection::Connection(Worker& worker, socket_type socket, std::string remote_ad
     : Exchange(worker.config(), worker.server_info(), worker.draining_flag(),
                socket.native_handle(), std::move(remote_addr), remote_port,
                Worker::read_buffer_size),
-      worker_(worker), socket_(std::move(socket)) {}
+      worker_(worker), socket_(std::move(socket)) {
+    set_deferred_budget(&worker.deferred_budget());
+}
 
 void Connection::start() {
     if (!server_.unix_socket) {
@@ -124,6 +126,11 @@ bool Connection::abandoned() const {
 
 void Connection::on_exchange_done() {
     if (phase_ == Phase::closed) {
+        release_deferred_tail();
+        return;
+    }
+    if (!deferred_tail_.empty()) {
+        write_deferred_tail(); // comes back here when the client has taken it
         return;
     }
     if (!keep_alive() || worker_.draining()) {
@@ -143,6 +150,23 @@ void Connection::on_exchange_done() {
     } else {
         do_read();
     }
+}
+
+void Connection::write_deferred_tail() {
+    phase_ = Phase::writing;
+    deadline_ = clock::now() + seconds(config_.write_timeout);
+    boost::asio::async_write(
+        socket_, boost::asio::buffer(deferred_tail_),
+        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+            self->release_deferred_tail();
+            if (ec || self->phase_ != Phase::writing) {
+                spdlog::debug("response write to {} failed: {}", self->remote_addr_,
+                              ec ? ec.message() : "connection closed");
+                self->close();
+                return;
+            }
+            self->on_exchange_done();
+        });
 }
 
 void Connection::reply_and_close(int code, std::string_view message, std::string_view extra) {
@@ -201,8 +225,8 @@ void Connection::check_deadline(clock::time_point now) {
             return;
         }
         close();
-    } else if (phase_ == Phase::closing) {
-        close();
+    } else if (phase_ == Phase::closing || phase_ == Phase::writing) {
+        close(); // a write still pending is aborted and its handler releases the tail
     }
 }
 

@@ -21,7 +21,8 @@ public:
 
     // queued covers the whole time a blocking thread owns the exchange (in the queue and
     // in the app): the loop touches nothing of the connection until it is handed back.
-    enum class Phase { reading, queued, closing, closed };
+    // writing: the loop writes the deferred tail of a response the app already finished.
+    enum class Phase { reading, queued, writing, closing, closed };
 
     Connection(Worker& worker, socket_type socket, std::string remote_addr,
                std::uint16_t remote_port);
@@ -50,6 +51,7 @@ private:
     void dispatch();
     void reply_and_close(int code, std::string_view message, std::string_view extra = {});
     void lingering_close();
+    void write_deferred_tail();
 
     Worker& worker_;
     socket_type socket_;

@@ -283,12 +283,43 @@ void Exchange::prepare_head(std::uint64_t known_length, bool length_known) {
     keep_alive_ = ka;
 }
 
-bool Exchange::write_iov(net::BlockingScope& scope) {
+bool Exchange::write_iov(net::BlockingScope& scope, bool may_defer) {
     if (discard_output_) {
         return true;
     }
-    const net::IoResult r = net::write_all(fd_, iov_.data(), static_cast<int>(iov_.size()),
-                                           config_.write_timeout, scope);
+    iovec* iov = iov_.data();
+    int count = static_cast<int>(iov_.size());
+    std::size_t defer_limit = 0;
+    if (may_defer && deferred_budget_ != nullptr) {
+        const std::int64_t available = deferred_budget_->load(std::memory_order_relaxed);
+        if (available > 0) {
+            defer_limit = std::min(max_deferred_tail, static_cast<std::size_t>(available));
+        }
+    }
+    bool deferred = false;
+    net::IoResult r = net::write_or_defer(fd_, iov, count, config_.write_timeout, defer_limit,
+                                          deferred, scope);
+    if (r == net::IoResult::ok && deferred) {
+        std::size_t left = 0;
+        for (int i = 0; i < count; ++i) {
+            left += iov[i].iov_len;
+        }
+        // Reserve the bytes in the worker's budget; another thread may have taken it
+        // meanwhile, and then this one finishes the write itself.
+        const auto want = static_cast<std::int64_t>(left);
+        std::int64_t available = deferred_budget_->load(std::memory_order_relaxed);
+        while (available >= want && !deferred_budget_->compare_exchange_weak(
+                                        available, available - want, std::memory_order_relaxed)) {
+        }
+        if (available >= want) {
+            deferred_tail_.reserve(left);
+            for (int i = 0; i < count; ++i) {
+                deferred_tail_.append(static_cast<const char*>(iov[i].iov_base), iov[i].iov_len);
+            }
+            return true;
+        }
+        r = net::write_all(fd_, iov, count, config_.write_timeout, scope);
+    }
     if (r != net::IoResult::ok) {
         client_gone_ = true;
         keep_alive_ = false;
@@ -353,7 +384,7 @@ bool Exchange::send(std::span<const std::string_view> parts, bool last,
     if (iov_.empty()) {
         return true;
     }
-    if (!write_iov(scope)) {
+    if (!write_iov(scope, last)) {
         return false;
     }
     if (body) {
@@ -443,7 +474,7 @@ bool Exchange::finish(net::BlockingScope& scope) {
     if (framing_ == http::Framing::chunked) {
         iov_.clear();
         iov_.push_back({const_cast<char*>(http::last_chunk.data()), http::last_chunk.size()});
-        return write_iov(scope);
+        return write_iov(scope, true);
     }
     check_body_length();
     return true;
@@ -462,6 +493,14 @@ bool Exchange::send_error(int code, std::string_view message, net::BlockingScope
     iov_.clear();
     iov_.push_back({response.data(), response.size()});
     return write_iov(scope);
+}
+
+void Exchange::release_deferred_tail() {
+    if (deferred_budget_ != nullptr && !deferred_tail_.empty()) {
+        deferred_budget_->fetch_add(static_cast<std::int64_t>(deferred_tail_.size()),
+                                    std::memory_order_relaxed);
+    }
+    std::string().swap(deferred_tail_); // give the memory back, not just the length
 }
 
 void Exchange::complete(net::BlockingScope& scope) {

@@ -87,6 +87,12 @@ public:
     void complete(net::BlockingScope& scope);
     bool keep_alive() const { return keep_alive_; }
 
+    // The end of a response that the client was not ready to take when the app finished
+    // (at most max_deferred_tail bytes, within the worker's budget): the event loop writes
+    // it, so a slow reader does not hold a blocking thread. Null budget: never deferred.
+    static constexpr std::size_t max_deferred_tail = 8 * 1024 * 1024;
+    void set_deferred_budget(std::atomic<std::int64_t>* budget) { deferred_budget_ = budget; }
+
 protected:
     // Prepares the per-request state for the next message on this connection.
     void reset_exchange();
@@ -106,8 +112,11 @@ protected:
     std::size_t rbeg_ = 0; // unparsed bytes are rbuf_[rbeg_, rend_)
     std::size_t rend_ = 0;
 
+    std::string deferred_tail_; // written by the loop after the hand-back (see above)
+    void release_deferred_tail();
+
 private:
-    bool write_iov(net::BlockingScope& scope);
+    bool write_iov(net::BlockingScope& scope, bool may_defer = false);
     void prepare_head(std::uint64_t known_length, bool length_known);
     void check_body_length();
 
@@ -133,6 +142,7 @@ private:
     double read_timeout_override_ = -1.0; // >= 0: body reads wait at most this long
     bool discard_output_ = false;
     std::uint64_t body_sent_ = 0;
+    std::atomic<std::int64_t>* deferred_budget_ = nullptr;
 };
 
 } // namespace appserver::server

@@ -65,6 +65,9 @@ public:
     // A request refused because the queue was full (counted; logged at most every 10 s).
     void note_rejected(const std::string& remote_addr);
     WorkerStats& stats() { return stats_; }
+    // Bytes of finished responses the loop may hold for slow clients (Exchange).
+    std::atomic<std::int64_t>& deferred_budget() { return deferred_budget_; }
+    static constexpr std::int64_t deferred_bytes_per_worker = 64 * 1024 * 1024;
     // The application when it runs on the loop thread itself (see runs_inline()).
     Application* inline_app() const { return inline_app_; }
 
@@ -106,6 +109,7 @@ private:
     std::chrono::steady_clock::time_point last_full_warning_{};
     std::uint64_t rejected_since_warning_ = 0;
     WorkerStats stats_;
+    std::atomic<std::int64_t> deferred_budget_{deferred_bytes_per_worker};
 };
 
 } // namespace appserver::server

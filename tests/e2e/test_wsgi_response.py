@@ -2,6 +2,7 @@
 
 import hashlib
 import random
+import socket
 
 import httpx
 import pytest
@@ -14,6 +15,7 @@ from e2e_helpers import (
     http_get,
     wait_for_file,
 )
+from e2e_helpers import HOST
 
 
 def pattern(size: int) -> bytes:
@@ -424,3 +426,35 @@ def test_repeated_response_headers_kept_separate(app_server):
     assert resp.header_all("Set-Cookie") == ["a=1; Path=/", "b=2; Path=/"]
     assert resp.header("X-Mixed-Case-Header") == "MiXeD"
     assert resp.body == b"cookies"
+
+
+def test_slow_reader_of_a_list_response_does_not_hold_the_thread(server_factory, token):
+    # Once the app has returned its list, what the client has not taken yet is written by
+    # the event loop: the only blocking thread serves other requests meanwhile (the job a
+    # buffering NGINX did in front of uWSGI).
+    server = server_factory.start(
+        args=["--workers", "1", "--blocking-threads", "1", "--write-timeout", "120"]
+    )
+    # Loopback absorbs up to tcp_wmem's maximum (4 MiB here) before a write blocks.
+    kib = 6 * 1024
+    size = kib * 1024
+    slow = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a client that reads slowly
+    slow.settimeout(30)
+    try:
+        slow.connect((HOST, server.port))
+        slow.sendall(build_request("GET", f"/big-list?kib={kib}&token={token}", port=server.port))
+        wait_for_file(server.marker(f"started-{token}"), timeout=20)
+        resp = http_get(server.port, "/hello")  # would wait for the slow client otherwise
+        assert resp.status == 200 and resp.body == b"Hello, world!\n"
+        data = bytearray()
+        while b"\r\n\r\n" not in data or len(data) < data.index(b"\r\n\r\n") + 4 + size:
+            chunk = slow.recv(1 << 20)
+            assert chunk, f"connection closed after {len(data)} bytes"
+            data += chunk
+    finally:
+        slow.close()
+    head, body = bytes(data).split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200")
+    assert body == pattern(size), "the deferred tail arrives whole and in order"
+    assert_serves(server)

@@ -401,6 +401,17 @@ def route_close_raises(environ, start_response):
     return Body()
 
 
+def route_big_list(environ, start_response):
+    """A large body returned as a one-element list (size in KiB), deterministic content."""
+    q = query(environ)
+    if "token" in q:
+        mark(f"started-{q['token']}")
+    body = pattern_bytes(int(q.get("kib", 512)) * 1024)
+    start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+
+
 def route_big_stream(environ, start_response):
     """A large generator body (size in MiB), deterministic content."""
     mib = int(query(environ).get("mib", 20))
@@ -733,6 +744,7 @@ ROUTES = {
     "/exc-info-after-empty": route_exc_info_after_empty,
     "/close-raises": route_close_raises,
     "/big-stream": route_big_stream,
+    "/big-list": route_big_list,
     "/crash": route_crash,
     "/file-wrapper": route_file_wrapper,
     "/cl-mismatch": route_content_length_mismatch,
