@@ -37,6 +37,7 @@ public:
                 return false;
             }
             items_.push_back(std::move(item));
+            depth_.store(items_.size(), std::memory_order_relaxed);
             full_after = items_.size() >= capacity_;
             // A consumer that is already running will come back for this item on its
             // own; only pay for a wake-up when someone is actually asleep (and would not
@@ -63,6 +64,7 @@ public:
         }
         out = std::move(items_.front());
         items_.pop_front();
+        depth_.store(items_.size(), std::memory_order_relaxed);
         return true;
     }
 
@@ -89,6 +91,7 @@ public:
         }
         out = std::move(items_.front());
         items_.pop_front();
+        depth_.store(items_.size(), std::memory_order_relaxed);
         return true;
     }
 
@@ -107,6 +110,9 @@ public:
     }
 
     std::size_t capacity() const { return capacity_; }
+
+    // depth() without the lock, for a decision that tolerates a stale answer.
+    std::size_t depth_hint() const { return depth_.load(std::memory_order_relaxed); }
 
     // Consumers asleep in pop() right now, and wake-ups sent so far (metrics, tests).
     std::size_t sleepers() const {
@@ -128,6 +134,7 @@ private:
     std::size_t sleepers_ = 0;
     bool closed_ = false;
     std::atomic<std::uint64_t> wakeups_{0};
+    std::atomic<std::size_t> depth_{0}; // items_.size(), readable without the lock
 };
 
 } // namespace appserver::server

@@ -283,14 +283,29 @@ void Exchange::prepare_head(std::uint64_t known_length, bool length_known) {
     keep_alive_ = ka;
 }
 
-bool Exchange::write_iov(net::BlockingScope& scope, bool may_defer) {
+bool Exchange::write_iov(net::BlockingScope& scope, Defer defer) {
     if (discard_output_) {
         return true;
     }
     iovec* iov = iov_.data();
     int count = static_cast<int>(iov_.size());
+    if (defer != Defer::never && hold_ != nullptr && !held_) {
+        std::size_t total = 0;
+        for (int i = 0; i < count; ++i) {
+            total += iov[i].iov_len;
+        }
+        if (total <= hold_limit_) {
+            for (int i = 0; i < count; ++i) {
+                hold_->append(static_cast<const char*>(iov[i].iov_base), iov[i].iov_len);
+            }
+            held_ = true;
+            return true;
+        }
+    }
     std::size_t defer_limit = 0;
-    if (may_defer && deferred_budget_ != nullptr) {
+    if (defer == Defer::always) {
+        defer_limit = static_cast<std::size_t>(-1);
+    } else if (defer == Defer::within_budget && deferred_budget_ != nullptr) {
         const std::int64_t available = deferred_budget_->load(std::memory_order_relaxed);
         if (available > 0) {
             defer_limit = std::min(max_deferred_tail, static_cast<std::size_t>(available));
@@ -300,22 +315,7 @@ bool Exchange::write_iov(net::BlockingScope& scope, bool may_defer) {
     net::IoResult r = net::write_or_defer(fd_, iov, count, config_.write_timeout, defer_limit,
                                           deferred, scope);
     if (r == net::IoResult::ok && deferred) {
-        std::size_t left = 0;
-        for (int i = 0; i < count; ++i) {
-            left += iov[i].iov_len;
-        }
-        // Reserve the bytes in the worker's budget; another thread may have taken it
-        // meanwhile, and then this one finishes the write itself.
-        const auto want = static_cast<std::int64_t>(left);
-        std::int64_t available = deferred_budget_->load(std::memory_order_relaxed);
-        while (available >= want && !deferred_budget_->compare_exchange_weak(
-                                        available, available - want, std::memory_order_relaxed)) {
-        }
-        if (available >= want) {
-            deferred_tail_.reserve(left);
-            for (int i = 0; i < count; ++i) {
-                deferred_tail_.append(static_cast<const char*>(iov[i].iov_base), iov[i].iov_len);
-            }
+        if (defer_rest(iov, count, defer)) {
             return true;
         }
         r = net::write_all(fd_, iov, count, config_.write_timeout, scope);
@@ -327,6 +327,49 @@ bool Exchange::write_iov(net::BlockingScope& scope, bool may_defer) {
         return false;
     }
     return true;
+}
+
+bool Exchange::defer_rest(const iovec* iov, int count, Defer defer) {
+    std::size_t left = 0;
+    for (int i = 0; i < count; ++i) {
+        left += iov[i].iov_len;
+    }
+    // Reserve the bytes in the worker's budget; another thread may have taken it
+    // meanwhile, and then this one finishes the write itself. The event loop cannot wait,
+    // so it takes the (small) bytes even past the budget.
+    const auto want = static_cast<std::int64_t>(left);
+    if (deferred_budget_ != nullptr) {
+        if (defer == Defer::always) {
+            deferred_budget_->fetch_sub(want, std::memory_order_relaxed);
+        } else {
+            std::int64_t available = deferred_budget_->load(std::memory_order_relaxed);
+            while (available >= want &&
+                   !deferred_budget_->compare_exchange_weak(available, available - want,
+                                                            std::memory_order_relaxed)) {
+            }
+            if (available < want) {
+                return false;
+            }
+        }
+    } else if (defer != Defer::always) {
+        return false;
+    }
+    deferred_tail_.reserve(left);
+    for (int i = 0; i < count; ++i) {
+        deferred_tail_.append(static_cast<const char*>(iov[i].iov_base), iov[i].iov_len);
+    }
+    return true;
+}
+
+void Exchange::write_held(const std::string& bytes, Writer writer, net::BlockingScope& scope) {
+    if (!held_) {
+        return;
+    }
+    held_ = false;
+    hold_ = nullptr;
+    iov_.clear();
+    iov_.push_back({const_cast<char*>(bytes.data()), bytes.size()});
+    write_iov(scope, writer == Writer::owner ? Defer::within_budget : Defer::always);
 }
 
 bool Exchange::send(std::span<const std::string_view> parts, bool last,
@@ -384,7 +427,7 @@ bool Exchange::send(std::span<const std::string_view> parts, bool last,
     if (iov_.empty()) {
         return true;
     }
-    if (!write_iov(scope, last)) {
+    if (!write_iov(scope, last ? Defer::within_budget : Defer::never)) {
         return false;
     }
     if (body) {
@@ -474,7 +517,7 @@ bool Exchange::finish(net::BlockingScope& scope) {
     if (framing_ == http::Framing::chunked) {
         iov_.clear();
         iov_.push_back({const_cast<char*>(http::last_chunk.data()), http::last_chunk.size()});
-        return write_iov(scope, true);
+        return write_iov(scope, Defer::within_budget);
     }
     check_body_length();
     return true;

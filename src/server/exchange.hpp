@@ -93,6 +93,19 @@ public:
     static constexpr std::size_t max_deferred_tail = 8 * 1024 * 1024;
     void set_deferred_budget(std::atomic<std::int64_t>* budget) { deferred_budget_ = budget; }
 
+    // Coalescing (ResponseCork): while a staging buffer is set, the final write of the
+    // response, when it is a single write of at most limit bytes, is appended there
+    // instead of written; held() says it was. write_held() writes those bytes later:
+    // from the owner thread (may block, like any write), or from the event loop
+    // (never blocks: what the socket does not take becomes the deferred tail).
+    void hold_final_write(std::string* staging, std::size_t limit) {
+        hold_ = staging;
+        hold_limit_ = limit;
+    }
+    bool held() const { return held_; }
+    enum class Writer { owner, event_loop };
+    void write_held(const std::string& bytes, Writer writer, net::BlockingScope& scope);
+
 protected:
     // Prepares the per-request state for the next message on this connection.
     void reset_exchange();
@@ -116,7 +129,13 @@ protected:
     void release_deferred_tail();
 
 private:
-    bool write_iov(net::BlockingScope& scope, bool may_defer = false);
+    // May the event loop write the end of this write after the thread moves on?
+    // never: no (headers, mid-body chunks); within_budget: if it fits the worker's budget
+    // for slow readers, else the thread waits; always: the loop is the writer and must not
+    // block (bounded by ResponseCork::max_bytes per response).
+    enum class Defer { never, within_budget, always };
+    bool write_iov(net::BlockingScope& scope, Defer defer = Defer::never);
+    bool defer_rest(const iovec* iov, int count, Defer defer);
     void prepare_head(std::uint64_t known_length, bool length_known);
     void check_body_length();
 
@@ -143,6 +162,9 @@ private:
     bool discard_output_ = false;
     std::uint64_t body_sent_ = 0;
     std::atomic<std::int64_t>* deferred_budget_ = nullptr;
+    std::string* hold_ = nullptr;
+    std::size_t hold_limit_ = 0;
+    bool held_ = false;
 };
 
 } // namespace appserver::server

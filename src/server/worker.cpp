@@ -64,7 +64,7 @@ Worker::Worker(const Config& config, const net::ListenSocket& listener, Applicat
                unsigned index)
     : config_(config), app_(app), index_(index), family_(listener.family), io_(1),
       acceptor_(io_), signals_(io_), sweep_timer_(io_), grace_timer_(io_),
-      accept_retry_timer_(io_), backlog_(config.request_queue_size) {
+      accept_retry_timer_(io_), cork_timer_(io_), backlog_(config.request_queue_size) {
     if (app.runs_inline()) {
         inline_app_ = &app;
     }
@@ -106,6 +106,9 @@ int Worker::run() {
     ::pthread_sigmask(SIG_UNBLOCK, &mask, nullptr);
     const unsigned thread_count = inline_app_ != nullptr ? 0 : config_.blocking_threads;
     threads_.reserve(thread_count);
+    for (unsigned i = 0; i < thread_count; ++i) {
+        corks_.push_back(std::make_unique<ResponseCork>());
+    }
     for (unsigned i = 0; i < thread_count; ++i) {
         threads_.emplace_back([this] { blocking_thread_main(); });
     }
@@ -330,32 +333,122 @@ void Worker::blocking_thread_main() {
     app_.thread_started();
     const auto queue_timeout = std::chrono::duration_cast<Connection::clock::duration>(
         std::chrono::duration<double>(config_.request_queue_timeout));
+    ResponseCork& cork = *corks_[next_cork_.fetch_add(1)];
+    std::vector<ResponseCork::Held> batch;
+    // Recent app time per request (moving average), to decide whether holding responses
+    // can pay off (ResponseCork::max_app_time).
+    Connection::clock::duration app_time = ResponseCork::max_app_time * 4;
     std::shared_ptr<Connection> conn;
     // enter()/leave() (the GIL, for WSGI) once per request. Holding it across a burst of
     // queued requests was measured: no gain on hello, and json lost a quarter of its
     // throughput with the worker on one core, because the event-loop thread then only got
     // the CPU when the scheduler preempted the app thread (docs/benchmarks.md).
-    while (backlog_.pop(conn)) {
+    for (;;) {
+        if (cork.held() > 0) {
+            // Write what is held unless another queued request can join it soon.
+            if (cork.held() >= ResponseCork::max_held ||
+                ResponseCork::clock::now() - cork.oldest() >= ResponseCork::soft_hold ||
+                !backlog_.try_pop(conn)) {
+                write_held(cork, batch);
+                continue;
+            }
+        } else if (!backlog_.pop(conn)) {
+            break;
+        }
+        const auto started = Connection::clock::now();
         app_.enter();
         backlog_.wake_one_if_pending();
         net::BlockingScope& scope = app_.blocking_scope();
         if (conn->abandoned()) {
             stats_.requests_abandoned.fetch_add(1, std::memory_order_relaxed);
             conn->abort();
-        } else if (Connection::clock::now() - conn->queued_at() > queue_timeout) {
+        } else if (started - conn->queued_at() > queue_timeout) {
             // Queued past its deadline: the client has most likely given up; tell the ones
             // still waiting to retry rather than run the app for nobody.
             stats_.requests_expired.fetch_add(1, std::memory_order_relaxed);
             conn->send_error(503, "Service Unavailable: the request waited too long in the queue",
                              scope, "Retry-After: 1\r\n");
         } else {
+            // Hold the response only when more work is already waiting for this thread.
+            if (app_time < ResponseCork::max_app_time && backlog_.depth_hint() > 0) {
+                conn->hold_final_write(&cork.staging(), ResponseCork::max_bytes);
+            }
             app_.handle(*conn);
             conn->complete(scope);
+            conn->hold_final_write(nullptr, 0);
+            app_time += (Connection::clock::now() - started - app_time) / 8;
         }
         app_.leave();
-        hand_back(std::move(conn));
+        if (conn->held()) {
+            cork.hold(std::move(conn));
+            watch_corks();
+        } else {
+            hand_back(std::move(conn));
+        }
     }
     app_.thread_stopping();
+}
+
+// Owner thread: write what this thread holds, then give the connections to the loop.
+void Worker::write_held(ResponseCork& cork, std::vector<ResponseCork::Held>& batch) {
+    cork.take(batch);
+    net::NoLock no_lock; // the GIL is not held here
+    for (auto& h : batch) {
+        h.connection->write_held(h.bytes, Exchange::Writer::owner, no_lock);
+    }
+    for (auto& h : batch) {
+        hand_back(std::move(h.connection));
+    }
+    cork.recycle(batch);
+}
+
+// A thread just held a response: make sure the loop's hard bound is being enforced.
+void Worker::watch_corks() {
+    if (cork_watch_.load(std::memory_order_seq_cst) || cork_watch_.exchange(true)) {
+        return;
+    }
+    asio::post(io_, [this] { cork_tick(); });
+}
+
+// Loop: write responses a thread has held past the hard bound (it is busy with a slow
+// request), every hard_hold while holding goes on; stop ticking once nothing is held.
+void Worker::cork_tick() {
+    const auto now = ResponseCork::clock::now();
+    bool any = false;
+    net::NoLock no_lock;
+    for (auto& cork : corks_) {
+        if (cork->take_stale(now - ResponseCork::hard_hold, loop_batch_)) {
+            spdlog::debug("worker {}: writing {} response(s) a busy blocking thread held "
+                          "past the bound",
+                          index_, loop_batch_.size());
+            for (auto& h : loop_batch_) {
+                h.connection->write_held(h.bytes, Exchange::Writer::event_loop, no_lock);
+                h.connection->on_exchange_done();
+            }
+            cork->recycle(loop_batch_);
+        }
+        any = any || cork->held() > 0;
+    }
+    if (any) {
+        cork_idle_ticks_ = 0;
+    } else if (++cork_idle_ticks_ >= 50) {
+        // Stop; a thread that held something meanwhile sees the flag down and re-arms.
+        cork_watch_.store(false, std::memory_order_seq_cst);
+        bool held = false;
+        for (auto& cork : corks_) {
+            held = held || cork->held() > 0;
+        }
+        if (!held || cork_watch_.exchange(true)) {
+            cork_idle_ticks_ = 0;
+            return;
+        }
+    }
+    cork_timer_.expires_after(ResponseCork::hard_hold);
+    cork_timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (!ec) {
+            cork_tick();
+        }
+    });
 }
 
 } // namespace appserver::server

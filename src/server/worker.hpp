@@ -8,6 +8,7 @@
 #include "server/application.hpp"
 #include "server/backlog.hpp"
 #include "server/exchange.hpp"
+#include "server/response_cork.hpp"
 
 #include <appserver/config.hpp>
 
@@ -83,6 +84,10 @@ private:
     // Blocking thread -> loop: a finished exchange.
     void hand_back(std::shared_ptr<Connection> connection);
     void drain_done();
+    // Coalesced response writes (response_cork.hpp).
+    void write_held(ResponseCork& cork, std::vector<ResponseCork::Held>& batch);
+    void watch_corks();
+    void cork_tick();
 
     const Config& config_;
     Application& app_;
@@ -96,6 +101,7 @@ private:
     boost::asio::steady_timer sweep_timer_;
     boost::asio::steady_timer grace_timer_;
     boost::asio::steady_timer accept_retry_timer_;
+    boost::asio::steady_timer cork_timer_;
     Backlog<std::shared_ptr<Connection>> backlog_;
     std::unordered_map<Connection*, std::shared_ptr<Connection>> connections_;
     std::vector<std::thread> threads_;
@@ -110,6 +116,11 @@ private:
     std::uint64_t rejected_since_warning_ = 0;
     WorkerStats stats_;
     std::atomic<std::int64_t> deferred_budget_{deferred_bytes_per_worker};
+    std::vector<std::unique_ptr<ResponseCork>> corks_; // one per blocking thread
+    std::atomic<unsigned> next_cork_{0};
+    std::atomic<bool> cork_watch_{false};               // the loop runs cork_tick()
+    unsigned cork_idle_ticks_ = 0;                       // loop thread only
+    std::vector<ResponseCork::Held> loop_batch_;         // loop thread only
 };
 
 } // namespace appserver::server

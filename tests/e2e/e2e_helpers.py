@@ -718,6 +718,23 @@ def release(server, token):
     server.marker(f"release-{token}").write_text("go")
 
 
+def server_has_read(client: "RawHTTP") -> bool:
+    """True once the server side of this TCP connection has no unread bytes: the worker's
+    event loop took (and so parsed and queued) what the client sent. Linux /proc only."""
+    local_port = client.sock.getsockname()[1]
+    want_local, want_remote = f":{client.port:04X}", f":{local_port:04X}"
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[1].endswith(want_local) and fields[2].endswith(want_remote):
+                return int(fields[4].split(":")[1], 16) == 0
+    return False
+
+
 def start_blocked_request(server, token) -> RawHTTP:
     """Send GET /block on its own connection and wait until the app is running it."""
     c = RawHTTP(server.port, timeout=30)

@@ -13,6 +13,7 @@ import pytest
 
 from e2e_helpers import (
     release,
+    server_has_read,
     start_blocked_request,
     RawHTTP,
     assert_serves,
@@ -356,3 +357,56 @@ def test_request_queued_past_its_deadline_gets_503(server_factory, token):
         holder.close()
         late.close()
         quiet.close()
+
+
+# ---------------------------------------------------------------- coalesced writes
+
+
+def test_held_response_is_not_kept_waiting_by_a_slow_next_request(server_factory, token):
+    """Under load a blocking thread may hold a finished small response to write it with the
+    next ones (docs/architecture.md). When the next request is slow, the event loop writes
+    the held response: the client never waits for someone else's request.
+
+    One thread; while it is blocked, 60 fast requests, then A (/mark), then B (a /block
+    that waits for the test) are queued, in that order (each proven read by the server
+    before the next is sent). The fast ones make the thread's recent app time short, B
+    waiting behind A makes the thread hold A's response, and B then blocks the thread."""
+    server = server_factory.start(
+        args=["--workers", "1", "--blocking-threads", "1", "--log-level", "debug"]
+    )
+    holder = start_blocked_request(server, token)
+    fast = []
+    conns = [holder]
+    try:
+        for _ in range(60):
+            c = RawHTTP(server.port, timeout=30)
+            conns.append(c)
+            c.send(build_request("GET", "/hello", port=server.port))
+            fast.append(c)
+        wait_until(lambda: all(server_has_read(c) for c in fast), 20, "the fast requests to be queued")
+        a = RawHTTP(server.port, timeout=30)
+        conns.append(a)
+        a.send(build_request("GET", f"/mark?token={token}-a", port=server.port))
+        wait_until(lambda: server_has_read(a), 20, "A to be queued")
+        slow_token = f"{token}-b"
+        b = RawHTTP(server.port, timeout=30)
+        conns.append(b)
+        b.send(build_request("GET", f"/block?token={slow_token}", port=server.port))
+        wait_until(lambda: server_has_read(b), 20, "B to be queued")
+        release(server, token)
+        assert holder.read_response().status == 200
+        for c in fast:
+            assert c.read_response().status == 200
+        wait_for_file(server.marker(f"started-{slow_token}"), timeout=20)
+        resp = a.read_response()  # B is still blocked: only the loop can have written this
+        assert resp.status == 200 and resp.body == f"ran {token}-a".encode(), resp
+        assert not server.marker(f"finished-{slow_token}").exists()
+        assert "held past the bound" in server.log(), "A's response should have been held"
+        release(server, slow_token)
+        assert b.read_response().status == 200
+        assert a.request("GET", "/hello").status == 200, "the held connection stays usable"
+        assert_serves(server)
+    finally:
+        release(server, f"{token}-b")
+        for c in conns:
+            c.close()
