@@ -3,6 +3,8 @@
 // itself does not know about.
 #include "http/parser.hpp"
 
+#include "http/uri.hpp"
+
 #include <strings.h>
 
 namespace appserver::http {
@@ -11,19 +13,6 @@ namespace {
 
 bool iequals(std::string_view a, std::string_view b) {
     return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
-}
-
-// RFC 9112 3.2: Host = uri-host [ ":" port ], from the URI's character set.
-bool valid_host(std::string_view host) {
-    for (char c : host) {
-        const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                        (c >= '0' && c <= '9') ||
-                        std::string_view("-._~%!$&'()*+,;=:[]").find(c) != std::string_view::npos;
-        if (!ok) {
-            return false;
-        }
-    }
-    return true;
 }
 
 // Whether a Transfer-Encoding field value lists a coding other than chunked
@@ -204,6 +193,7 @@ void RequestParser::next_message() {
     trailer_bytes_ = 0;
     host_fields_ = 0;
     chunk_ext_bytes_ = 0;
+    ext_part_bytes_ = 0;
     ext_value_then_semicolon_ = false;
     other_transfer_coding_ = false;
     scanner_.reset();
@@ -337,7 +327,8 @@ int RequestParser::on_header_value_complete(llhttp_t* p) {
     }
     if (iequals(head.view(field.name), "host")) {
         ++self->host_fields_;
-        if (!valid_host(head.view(field.value))) {
+        // RFC 9112 3.2: Host = uri-host [ ":" port ]; anything else is a 400.
+        if (!valid_authority(head.view(field.value))) {
             self->fail(400, "invalid Host header");
             return HPE_USER;
         }
@@ -375,6 +366,18 @@ int RequestParser::on_headers_complete(llhttp_t* p) {
     if (head.view(head.target) == "*" && p->method != HTTP_OPTIONS) {
         self->fail(400, "the '*' request target is only allowed with OPTIONS");
         return -1;
+    }
+    const std::string_view target = head.view(head.target);
+    // RFC 9112 3.2: a request-target has no fragment (clients strip it).
+    if (target.find('#') != std::string_view::npos) {
+        self->fail(400, "a fragment ('#') in the request target");
+        return -1;
+    }
+    if (target.front() != '/' && target != "*") {
+        if (const char* problem = absolute_form_problem(target)) {
+            self->fail(400, problem);
+            return -1;
+        }
     }
     const bool http11 = head.version_minor >= 1;
     // RFC 9112 3.2: an HTTP/1.1 request has exactly one Host field.
@@ -439,23 +442,49 @@ bool RequestParser::count_chunk_extension(std::size_t len) {
 
 int RequestParser::on_chunk_extension_name(llhttp_t* p, const char* /*at*/, std::size_t len) {
     auto* self = static_cast<RequestParser*>(p->data);
+    self->ext_part_bytes_ += len;
     return self->count_chunk_extension(len + 1) ? 0 : HPE_USER;
+}
+
+// RFC 9112 7.1.1: chunk-ext-name is a token, and a value after '=' is a token or a
+// quoted-string: neither can be empty ("5;=x", "5;a="). llhttp 8.1 lets both through.
+int RequestParser::on_chunk_extension_name_complete(llhttp_t* p) {
+    auto* self = static_cast<RequestParser*>(p->data);
+    const bool empty = self->ext_part_bytes_ == 0;
+    self->ext_part_bytes_ = 0;
+    if (empty) {
+        self->fail(400, "empty chunk extension name");
+        return HPE_USER;
+    }
+    return 0;
 }
 
 int RequestParser::on_chunk_extension_value(llhttp_t* p, const char* at, std::size_t len) {
     auto* self = static_cast<RequestParser*>(p->data);
+    if (self->ext_part_bytes_ == 0 && len > 0) {
+        self->ext_value_quoted_ = *at == '"';
+    }
+    self->ext_part_bytes_ += len;
     if (!self->count_chunk_extension(len + 1)) {
         return HPE_USER;
     }
     // A token value ends where llhttp stopped; a span cut by the end of the read ends at
-    // exec_end_ and says nothing about the next byte.
+    // exec_end_ and says nothing about the next byte. (After a quoted value llhttp reads
+    // the ';' right.)
     const char* end = at + len;
-    self->ext_value_then_semicolon_ = end < self->exec_end_ && *end == ';';
+    self->ext_value_then_semicolon_ =
+        !self->ext_value_quoted_ && end < self->exec_end_ && *end == ';';
     return 0;
 }
 
 int RequestParser::on_chunk_extension_value_complete(llhttp_t* p) {
     auto* self = static_cast<RequestParser*>(p->data);
+    const bool empty = self->ext_part_bytes_ == 0;
+    self->ext_part_bytes_ = 0;
+    if (empty) {
+        self->fail(400, "empty chunk extension value");
+        return HPE_USER;
+    }
     // Pause exactly where llhttp goes wrong (see execute()).
     return self->ext_value_then_semicolon_ ? HPE_PAUSED : 0;
 }
@@ -480,6 +509,7 @@ const llhttp_settings_t* RequestParser::settings() {
         t.on_body = &RequestParser::on_body;
         t.on_chunk_header = &RequestParser::on_chunk_header;
         t.on_chunk_extension_name = &RequestParser::on_chunk_extension_name;
+        t.on_chunk_extension_name_complete = &RequestParser::on_chunk_extension_name_complete;
         t.on_chunk_extension_value = &RequestParser::on_chunk_extension_value;
         t.on_chunk_extension_value_complete = &RequestParser::on_chunk_extension_value_complete;
         t.on_message_complete = &RequestParser::on_message_complete;

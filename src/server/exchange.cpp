@@ -67,6 +67,7 @@ Exchange::Exchange(const Config& config, const ServerInfo& server,
 void Exchange::reset_exchange() {
     body_pos_ = 0;
     body_error_.clear();
+    body_error_status_ = 0;
     continue_sent_ = false;
     head_buf_.clear();
     head_status_end_ = 0;
@@ -116,6 +117,7 @@ bool Exchange::fill_body(net::BlockingScope& scope) {
         }
         if (parser_.state() == http::RequestParser::State::error) {
             body_error_ = parser_.error_reason();
+            body_error_status_ = parser_.error_status();
             keep_alive_ = false;
             return false;
         }
@@ -145,6 +147,7 @@ bool Exchange::fill_body(net::BlockingScope& scope) {
                     body_error_ = "client closed the connection before the end of the body";
                 } else if (r == net::IoResult::timeout) {
                     body_error_ = "timed out reading the request body";
+                    body_error_status_ = 408;
                 } else {
                     body_error_ = "error reading the request body";
                 }

@@ -53,6 +53,10 @@ public:
     void consume_body(std::size_t n);
     bool body_done() const;
     const std::string& body_error() const { return body_error_; }
+    // When the body failed through the client (bad framing, over a limit: the parser's
+    // 4xx; too slow: 408), the status that says so; 0 otherwise. An app that lets the
+    // resulting exception escape gets this answer sent instead of a 500.
+    int body_error_status() const { return body_error_status_; }
 
     // ---- the response ---------------------------------------------------------------
     // Starts (or, before anything is sent, restarts) the response head.
@@ -141,6 +145,7 @@ private:
 
     std::size_t body_pos_ = 0;
     std::string body_error_;
+    int body_error_status_ = 0;
     bool continue_sent_ = false;
 
     std::string head_buf_;            // status line + headers being built

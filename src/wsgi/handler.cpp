@@ -75,10 +75,16 @@ void release_objects() {
     }
 }
 
-// The app failed: 500 if nothing was sent yet, else cut the response short.
+// The app failed: 500 if nothing was sent yet, else cut the response short. When the
+// failure came from a request body the client got wrong (wsgi.input raised), the client
+// gets the 4xx that says so rather than a 500.
 void fail(server::Exchange& ex, net::BlockingScope& scope, const char* context) {
     log_exception(context);
     if (!ex.response_started()) {
+        if (const int status = ex.body_error_status(); status != 0) {
+            ex.send_error(status, ex.body_error(), scope);
+            return;
+        }
         ex.send_error(500, "Internal Server Error", scope);
     } else {
         ex.abort();

@@ -195,6 +195,16 @@ bool apply_head(StartResponseObject* sr) {
         PyErr_Format(PyExc_ValueError, "invalid status %R (want e.g. '200 OK')", sr->status);
         return false;
     }
+    if (code < 200) {
+        // RFC 9110 15.2: a 1xx is interim; the request would be left without an answer
+        // (and 1.0 clients must never see one). WSGI has no way to send one before the
+        // final response, so this is an app error (500), not something to pass on.
+        PyErr_Format(PyExc_ValueError,
+                     "status %R is informational (1xx); a WSGI response needs a final "
+                     "status (200-599)",
+                     sr->status);
+        return false;
+    }
     ex.begin_response(code, status);
     PyObject* seq = sr->headers;
     const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);

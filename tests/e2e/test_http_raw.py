@@ -302,6 +302,15 @@ MALFORMED = [
     ("http11-missing-host", b"GET /hello HTTP/1.1\r\n\r\n", {400}),
     ("http11-duplicate-host", b"GET /hello HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", {400}),
     ("http11-invalid-host", b"GET /hello HTTP/1.1\r\nHost: a b\r\n\r\n", {400}),
+    ("host-port-not-digits", b"GET /hello HTTP/1.1\r\nHost: a:xx\r\n\r\n", {400}),
+    ("host-two-ports", b"GET /hello HTTP/1.1\r\nHost: a:80:80\r\n\r\n", {400}),
+    ("host-bad-percent", b"GET /hello HTTP/1.1\r\nHost: a%zz\r\n\r\n", {400}),
+    ("host-unclosed-ip-literal", b"GET /hello HTTP/1.1\r\nHost: [::1\r\n\r\n", {400}),
+    ("absolute-form-empty-host", b"GET http:///hello HTTP/1.1\r\n" + H + b"\r\n", {400}),
+    ("absolute-form-userinfo", b"GET http://u:p@a/hello HTTP/1.1\r\n" + H + b"\r\n", {400}),
+    ("absolute-form-bad-port", b"GET http://a:xx/hello HTTP/1.1\r\n" + H + b"\r\n", {400}),
+    ("absolute-form-other-scheme", b"GET ftp://a/hello HTTP/1.1\r\n" + H + b"\r\n", {400}),
+    ("fragment-in-target", b"GET /hello#top HTTP/1.1\r\n" + H + b"\r\n", {400}),
 ]
 
 

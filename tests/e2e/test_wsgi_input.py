@@ -263,3 +263,34 @@ def test_reading_input_while_streaming_the_response(app_server, framing):
         resp = c.read_response()
     assert resp.status == 200
     assert resp.body == b"start;" + MEDIUM + b";end"
+
+
+BAD_BODIES_SEEN_BY_THE_APP = {
+    # A framing error found while the app reads wsgi.input: the app's read raises, and the
+    # client gets the 4xx its bytes earned (RFC 9112 2.2), not a 500.
+    "bad-chunk-size": (b"5\r\nhello\r\nZZ\r\nxx\r\n0\r\n\r\n", 400),
+    "chunk-longer-than-its-size": (b"3\r\nabcXX\r\n0\r\n\r\n", 400),
+    # RFC 9110 5.4: fields larger than the server processes get a 4xx.
+    "trailers-too-large": (
+        b"5\r\nhello\r\n0\r\n"
+        + b"".join(b"X-T%d: " % i + b"v" * 1000 + b"\r\n" for i in range(100))
+        + b"\r\n",
+        431,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_BODIES_SEEN_BY_THE_APP))
+def test_bad_chunked_body_read_by_the_app_gets_4xx(app_server, token, case):
+    body, status = BAD_BODIES_SEEN_BY_THE_APP[case]
+    with RawHTTP(app_server.port, timeout=30) as c:
+        # The head alone: the app owns the connection (and reads the body) from here on.
+        c.send(build_request("POST", f"/block-then-read?token={token}",
+                             [("Transfer-Encoding", "chunked")], port=app_server.port))
+        wait_for_file(app_server.marker(f"started-{token}"), timeout=20)
+        c.send(body)
+        app_server.marker(f"release-{token}").write_text("go")
+        resp = c.read_response()
+        assert resp.status == status, resp
+        assert c.wait_closed(), "the connection cannot be reused after a framing error"
+    assert_serves(app_server)

@@ -311,7 +311,8 @@ def test_bad_response_header_gives_500(app_server, kind, token):
     assert_serves(app_server)
 
 
-@pytest.mark.parametrize("kind", ["crlf", "letters", "two-digits", "four-digits", "no-space", "empty", "zero", "bytes", "none"])
+@pytest.mark.parametrize("kind", ["crlf", "letters", "two-digits", "four-digits", "no-space", "empty", "zero", "bytes", "none",
+                                  "interim-100", "interim-103"])
 def test_bad_status_gives_500(app_server, kind, token):
     resp = http_get(app_server.port, f"/bad-status?kind={kind}&token={token}")
     assert_server_500(resp, forbidden=(b"Injected", b"must-not-be-sent"))

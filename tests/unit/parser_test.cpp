@@ -406,6 +406,20 @@ TEST(RequestParser, MalformedChunkExtensionsAre400) {
     EXPECT_EQ(status_of_bytewise(head + "5;a=1;\r\nhello\r\n0\r\n\r\n"), 400);
 }
 
+TEST(RequestParser, EmptyChunkExtensionNamesAndValuesAre400) {
+    const std::string head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (const char* ext : {";=x", ";a=", ";a=1;=2", ";a=1;b="}) {
+        const std::string req = head + "5" + ext + "\r\nhello\r\n0\r\n\r\n";
+        EXPECT_EQ(status_of(req), 400) << ext;
+        EXPECT_EQ(status_of_bytewise(req), 400) << ext;
+    }
+    for (const char* ext : {";a", ";a=\"\"", ";a=1;b", ";a=\"\";b=2"}) {
+        const std::string req = head + "5" + ext + "\r\nhello\r\n0\r\n\r\n";
+        EXPECT_EQ(status_of(req), 0) << ext;
+        EXPECT_EQ(status_of_bytewise(req), 0) << ext;
+    }
+}
+
 TEST(RequestParser, ChunkExtensionsAreBounded) {
     const std::string head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
     std::string many;
@@ -742,6 +756,44 @@ TEST(RequestParser, HostRules) {
     EXPECT_EQ(status_of("GET / HTTP/1.1\r\n\r\n"), 400);
     EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), 400);
     EXPECT_EQ(status_of("GET / HTTP/1.0\r\n\r\n"), 0);
+}
+
+std::string get_with_host(std::string_view host) {
+    return "GET / HTTP/1.1\r\nHost: " + std::string(host) + "\r\n\r\n";
+}
+
+TEST(RequestParser, HostMustBeAValidAuthority) {
+    // RFC 9112 3.2: Host = uri-host [ ":" port ] (RFC 3986), else 400.
+    for (const char* ok : {"example.com", "example.com:8080", "a:", "127.0.0.1:80", "[::1]",
+                           "[::1]:8000", "[v1.x]", "xn--bcher-kva.example", "a%20b", ""}) {
+        EXPECT_EQ(status_of(get_with_host(ok)), 0) << ok;
+    }
+    for (const char* bad : {"a:xx", "a:80:80", "a:-1", "a%zz", "a%2", "[::1", "[::1]x", "[zz]",
+                            "a b", "a/b", "u@a", "a\"b", "a?b", "[]", "[v1]"}) {
+        EXPECT_EQ(status_of(get_with_host(bad)), 400) << bad;
+    }
+}
+
+std::string get_target(std::string_view target) {
+    return "GET " + std::string(target) + " HTTP/1.1\r\nHost: h\r\n\r\n";
+}
+
+TEST(RequestParser, AbsoluteFormTargetsAreChecked) {
+    // RFC 9112 3.2.2 (absolute-form), RFC 9110 4.2.1 (no empty host), 4.2.4 (no userinfo).
+    for (const char* ok : {"http://a/p", "HTTPS://a:8443/p?q", "http://a", "http://a?q",
+                           "http://[::1]:80/"}) {
+        EXPECT_EQ(status_of(get_target(ok)), 0) << ok;
+    }
+    for (const char* bad : {"http:///p", "http://:80/p", "http://u:p@a/p", "http://a:xx/p",
+                            "http://[::1/p", "ftp://a/p"}) {
+        EXPECT_EQ(status_of(get_target(bad)), 400) << bad;
+    }
+}
+
+TEST(RequestParser, FragmentInTargetIs400) {
+    // RFC 9112 3.2: the request-target has no fragment part.
+    EXPECT_EQ(status_of(get_target("/p#f")), 400);
+    EXPECT_EQ(status_of(get_target("/p?q=1#f")), 400);
 }
 
 TEST(RequestParser, InvalidChunkSizeIs400) {

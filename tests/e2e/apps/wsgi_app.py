@@ -550,6 +550,8 @@ BAD_STATUSES = {
     "zero": "000 Zero",
     "bytes": b"200 OK",
     "none": None,
+    "interim-100": "100 Continue",
+    "interim-103": "103 Early Hints",
 }
 
 
