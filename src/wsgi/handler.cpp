@@ -66,6 +66,7 @@ bool acquire_objects(server::Exchange& ex) {
 void release_objects() {
     ThreadObjects& o = thread_objects;
     if (o.input != nullptr) {
+        wait_for_input_readers(o.input);
         o.input->exchange = nullptr;
     }
     if (o.state != nullptr) {

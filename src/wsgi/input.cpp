@@ -8,6 +8,8 @@
 #include <cstring>
 #include <limits>
 
+#include <unistd.h>
+
 namespace appserver::wsgi {
 namespace {
 
@@ -21,6 +23,33 @@ server::Exchange* live_exchange(InputObject* self) {
     }
     return self->exchange;
 }
+
+// One read at a time: a read drops the GIL while it waits for the client, and a second
+// Python thread reading meanwhile would use the body parser concurrently. Checked and
+// set under the GIL.
+class ReadSection {
+public:
+    explicit ReadSection(InputObject* self) : self_(self) {
+        if (self_->reading != 0) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "wsgi.input is being read by another thread; reads must not overlap");
+            self_ = nullptr;
+            return;
+        }
+        self_->reading = 1;
+    }
+    ~ReadSection() {
+        if (self_ != nullptr) {
+            self_->reading = 0;
+        }
+    }
+    ReadSection(const ReadSection&) = delete;
+    ReadSection& operator=(const ReadSection&) = delete;
+    bool entered() const { return self_ != nullptr; }
+
+private:
+    InputObject* self_;
+};
 
 // Ends a read: an exception if the body could not be read, else what was gathered.
 bool body_failed(server::Exchange& ex) {
@@ -131,8 +160,13 @@ PyObject* input_read(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     if (!size_arg(args, nargs, "read", size)) {
         return nullptr;
     }
-    auto* ex = live_exchange(reinterpret_cast<InputObject*>(self));
-    return ex == nullptr ? nullptr : read_impl(*ex, size, false);
+    auto* in = reinterpret_cast<InputObject*>(self);
+    auto* ex = live_exchange(in);
+    if (ex == nullptr) {
+        return nullptr;
+    }
+    ReadSection section(in);
+    return section.entered() ? read_impl(*ex, size, false) : nullptr;
 }
 
 PyObject* input_readline(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
@@ -140,8 +174,13 @@ PyObject* input_readline(PyObject* self, PyObject* const* args, Py_ssize_t nargs
     if (!size_arg(args, nargs, "readline", size)) {
         return nullptr;
     }
-    auto* ex = live_exchange(reinterpret_cast<InputObject*>(self));
-    return ex == nullptr ? nullptr : read_impl(*ex, size, true);
+    auto* in = reinterpret_cast<InputObject*>(self);
+    auto* ex = live_exchange(in);
+    if (ex == nullptr) {
+        return nullptr;
+    }
+    ReadSection section(in);
+    return section.entered() ? read_impl(*ex, size, true) : nullptr;
 }
 
 PyObject* input_readlines(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
@@ -149,8 +188,13 @@ PyObject* input_readlines(PyObject* self, PyObject* const* args, Py_ssize_t narg
     if (!size_arg(args, nargs, "readlines", hint)) {
         return nullptr;
     }
-    auto* ex = live_exchange(reinterpret_cast<InputObject*>(self));
+    auto* in = reinterpret_cast<InputObject*>(self);
+    auto* ex = live_exchange(in);
     if (ex == nullptr) {
+        return nullptr;
+    }
+    ReadSection section(in);
+    if (!section.entered()) {
         return nullptr;
     }
     PyObject* lines = PyList_New(0);
@@ -184,8 +228,13 @@ PyObject* input_readlines(PyObject* self, PyObject* const* args, Py_ssize_t narg
 }
 
 PyObject* input_iternext(PyObject* self) {
-    auto* ex = live_exchange(reinterpret_cast<InputObject*>(self));
+    auto* in = reinterpret_cast<InputObject*>(self);
+    auto* ex = live_exchange(in);
     if (ex == nullptr) {
+        return nullptr;
+    }
+    ReadSection section(in);
+    if (!section.entered()) {
         return nullptr;
     }
     PyObject* line = read_impl(*ex, -1, true);
@@ -240,8 +289,19 @@ InputObject* new_input(server::Exchange* exchange) {
     auto* self = PyObject_New(InputObject, input_type);
     if (self != nullptr) {
         self->exchange = exchange;
+        self->reading = 0;
     }
     return self;
+}
+
+void wait_for_input_readers(InputObject* input) {
+    // Only an app that reads wsgi.input from a thread of its own after returning gets
+    // here; that read ends within --read-timeout.
+    while (input->reading != 0) {
+        Py_BEGIN_ALLOW_THREADS
+        ::usleep(1000);
+        Py_END_ALLOW_THREADS
+    }
 }
 
 } // namespace appserver::wsgi

@@ -18,7 +18,11 @@ bool init_types();
 struct InputObject {
     PyObject_HEAD
     server::Exchange* exchange; // nullptr once the request is over
+    int reading;                // a read is in progress (it may have dropped the GIL)
 };
+// At the end of a request: waits (GIL released) for a read an app thread still has in
+// progress, so the exchange is not used by two threads at once.
+void wait_for_input_readers(InputObject* input);
 InputObject* new_input(server::Exchange* exchange);
 
 // ---- start_response and write() -----------------------------------------------------

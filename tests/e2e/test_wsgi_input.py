@@ -294,3 +294,35 @@ def test_bad_chunked_body_read_by_the_app_gets_4xx(app_server, token, case):
         assert resp.status == status, resp
         assert c.wait_closed(), "the connection cannot be reused after a framing error"
     assert_serves(app_server)
+
+
+def test_overlapping_reads_from_two_app_threads_are_refused(app_server, token):
+    """A read waits for the client with the GIL dropped; a second thread reading meanwhile
+    gets RuntimeError instead of racing the first inside the body parser."""
+    with RawHTTP(app_server.port, timeout=30) as c:
+        c.send(build_request("POST", f"/input-race?token={token}", [("Content-Length", "5")],
+                             port=app_server.port))
+        wait_for_file(app_server.marker(f"error-{token}"), timeout=20)
+        c.send(b"hello")
+        resp = c.read_response()
+    assert resp.status == 200, resp
+    result = json.loads(resp.body)
+    assert list(result["results"].values()) == ["hello"], result
+    assert len(result["errors"]) == 1, result
+    assert "another thread" in next(iter(result["errors"].values()))
+    assert_serves(app_server)
+
+
+def test_read_left_running_after_the_app_returned_is_waited_for(app_server, token):
+    """The request's state is reused only after a read the app left running on a thread of
+    its own has ended: that read gets the body, and the worker keeps serving."""
+    with RawHTTP(app_server.port, timeout=30) as c:
+        c.send(build_request("POST", f"/input-after-return?token={token}", [("Content-Length", "5")],
+                             port=app_server.port))
+        resp = c.read_response()
+        assert resp.status == 200 and resp.body == b"returned", resp
+        c.send(b"hello")
+        assert wait_for_file(app_server.marker(f"late-read-{token}"), timeout=20) == "hello"
+        # The head went out before the body was read, so the response said "close".
+        assert resp.server_closes
+    assert_serves(app_server)

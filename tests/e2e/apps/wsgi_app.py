@@ -684,6 +684,49 @@ def route_block_then_read(environ, start_response):
     return respond_json(start_response, {"length": len(body), "sha256": hashlib.sha256(body).hexdigest()})
 
 
+def route_input_race(environ, start_response):
+    """Two threads read wsgi.input at once (an app bug): one read must be refused with
+    RuntimeError while the other waits for the body, which the test sends only after
+    the refusal (marker error-<token>)."""
+    token = query(environ)["token"]
+    inp = environ["wsgi.input"]
+    results, errors = {}, {}
+
+    def reader(name):
+        try:
+            results[name] = inp.read(5).decode()
+        except RuntimeError as e:
+            errors[name] = str(e)
+            mark(f"error-{token}")
+
+    t = threading.Thread(target=reader, args=("thread",))
+    t.start()
+    reader("main")
+    t.join(30)
+    return respond_json(start_response, {"results": results, "errors": errors})
+
+
+def route_input_after_return(environ, start_response):
+    """Leaves a thread reading wsgi.input after the app has returned (an app bug): the
+    server must wait for that read before it reuses the request's state."""
+    token = query(environ)["token"]
+    inp = environ["wsgi.input"]
+
+    def late_reader():
+        mark(f"reading-{token}")
+        try:
+            mark(f"late-read-{token}", inp.read(5).decode())
+        except Exception as e:  # noqa: BLE001 - recorded for the test
+            mark(f"late-read-{token}", f"{type(e).__name__}: {e}")
+
+    t = threading.Thread(target=late_reader)
+    t.start()
+    wait_for = time.monotonic() + 20
+    while not marker_exists(f"reading-{token}") and time.monotonic() < wait_for:
+        time.sleep(0.001)
+    return respond_text(start_response, "returned")
+
+
 def route_stream_paused(environ, start_response):
     """Sends a first chunk, waits until released, then sends the rest."""
     token = query(environ)["token"]
@@ -765,6 +808,8 @@ ROUTES = {
     "/block": route_block,
     "/mark": route_mark,
     "/block-then-read": route_block_then_read,
+    "/input-race": route_input_race,
+    "/input-after-return": route_input_after_return,
     "/stream-paused": route_stream_paused,
     "/gen-without-start-response": route_gen_without_start_response,
     "/pid": route_pid,
