@@ -443,7 +443,10 @@ bool RequestParser::count_chunk_extension(std::size_t len) {
 int RequestParser::on_chunk_extension_name(llhttp_t* p, const char* /*at*/, std::size_t len) {
     auto* self = static_cast<RequestParser*>(p->data);
     self->ext_part_bytes_ += len;
-    return self->count_chunk_extension(len + 1) ? 0 : HPE_USER;
+    // Spans arrive in pieces at read boundaries: count their bytes here and each
+    // separator once, in the *_complete callbacks, so the limit does not depend on how
+    // the client's bytes were split.
+    return self->count_chunk_extension(len) ? 0 : HPE_USER;
 }
 
 // RFC 9112 7.1.1: chunk-ext-name is a token, and a value after '=' is a token or a
@@ -456,7 +459,7 @@ int RequestParser::on_chunk_extension_name_complete(llhttp_t* p) {
         self->fail(400, "empty chunk extension name");
         return HPE_USER;
     }
-    return 0;
+    return self->count_chunk_extension(1) ? 0 : HPE_USER;
 }
 
 int RequestParser::on_chunk_extension_value(llhttp_t* p, const char* at, std::size_t len) {
@@ -465,7 +468,7 @@ int RequestParser::on_chunk_extension_value(llhttp_t* p, const char* at, std::si
         self->ext_value_quoted_ = *at == '"';
     }
     self->ext_part_bytes_ += len;
-    if (!self->count_chunk_extension(len + 1)) {
+    if (!self->count_chunk_extension(len)) {
         return HPE_USER;
     }
     // A token value ends where llhttp stopped; a span cut by the end of the read ends at
@@ -483,6 +486,9 @@ int RequestParser::on_chunk_extension_value_complete(llhttp_t* p) {
     self->ext_part_bytes_ = 0;
     if (empty) {
         self->fail(400, "empty chunk extension value");
+        return HPE_USER;
+    }
+    if (!self->count_chunk_extension(1)) {
         return HPE_USER;
     }
     // Pause exactly where llhttp goes wrong (see execute()).

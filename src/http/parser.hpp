@@ -122,9 +122,9 @@ private:
     std::size_t trailer_bytes_ = 0;
     std::size_t host_fields_ = 0;
     bool other_transfer_coding_ = false; // a coding other than chunked was listed
-    std::size_t chunk_ext_bytes_ = 0;
+    std::size_t chunk_ext_bytes_ = 0;  // chunk extensions on the current chunk-size line
     std::size_t ext_part_bytes_ = 0;   // bytes of the chunk extension name or value so far
-    bool ext_value_quoted_ = false;    // the current extension value is a quoted-string  // chunk extensions on the current chunk-size line
+    bool ext_value_quoted_ = false;    // the current extension value is a quoted-string
     const char* exec_end_ = nullptr;   // end of the bytes llhttp is executing
     bool ext_value_then_semicolon_ = false;
     HeadScanner scanner_;

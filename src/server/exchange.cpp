@@ -364,7 +364,7 @@ bool Exchange::defer_rest(const iovec* iov, int count, Defer defer) {
     return true;
 }
 
-void Exchange::write_held(const std::string& bytes, Writer writer, net::BlockingScope& scope) {
+void Exchange::write_held(const std::string& bytes) {
     if (!held_) {
         return;
     }
@@ -372,7 +372,8 @@ void Exchange::write_held(const std::string& bytes, Writer writer, net::Blocking
     hold_ = nullptr;
     iov_.clear();
     iov_.push_back({const_cast<char*>(bytes.data()), bytes.size()});
-    write_iov(scope, writer == Writer::owner ? Defer::within_budget : Defer::always);
+    net::NoLock no_wait; // Defer::always never waits
+    write_iov(no_wait, Defer::always);
 }
 
 bool Exchange::send(std::span<const std::string_view> parts, bool last,

@@ -99,16 +99,16 @@ public:
 
     // Coalescing (ResponseCork): while a staging buffer is set, the final write of the
     // response, when it is a single write of at most limit bytes, is appended there
-    // instead of written; held() says it was. write_held() writes those bytes later:
-    // from the owner thread (may block, like any write), or from the event loop
-    // (never blocks: what the socket does not take becomes the deferred tail).
+    // instead of written; held() says it was. write_held() writes those bytes later,
+    // from the owner thread or the event loop, and never blocks: what the socket does
+    // not take becomes the deferred tail, written by the loop (so one slow client does
+    // not delay the responses held with its own; bounded by the cork's limits).
     void hold_final_write(std::string* staging, std::size_t limit) {
         hold_ = staging;
         hold_limit_ = limit;
     }
     bool held() const { return held_; }
-    enum class Writer { owner, event_loop };
-    void write_held(const std::string& bytes, Writer writer, net::BlockingScope& scope);
+    void write_held(const std::string& bytes);
 
 protected:
     // Prepares the per-request state for the next message on this connection.
@@ -135,8 +135,8 @@ protected:
 private:
     // May the event loop write the end of this write after the thread moves on?
     // never: no (headers, mid-body chunks); within_budget: if it fits the worker's budget
-    // for slow readers, else the thread waits; always: the loop is the writer and must not
-    // block (bounded by ResponseCork::max_bytes per response).
+    // for slow readers, else the thread waits; always: never wait (held responses, at
+    // most ResponseCork::max_bytes each).
     enum class Defer { never, within_budget, always };
     bool write_iov(net::BlockingScope& scope, Defer defer = Defer::never);
     bool defer_rest(const iovec* iov, int count, Defer defer);

@@ -54,6 +54,8 @@ public:
     // The staged bytes belong to this connection's finished exchange; keep them.
     void hold(std::shared_ptr<Connection> connection);
     std::size_t held() const { return count_.load(std::memory_order_relaxed); }
+    // The same, ordered with the loop's store of its "watching" flag (Worker::cork_tick).
+    std::size_t held_ordered() const { return count_.load(std::memory_order_seq_cst); }
     // When the oldest held response was held (valid while held() > 0).
     clock::time_point oldest() const;
 

@@ -392,9 +392,8 @@ void Worker::blocking_thread_main() {
 // Owner thread: write what this thread holds, then give the connections to the loop.
 void Worker::write_held(ResponseCork& cork, std::vector<ResponseCork::Held>& batch) {
     cork.take(batch);
-    net::NoLock no_lock; // the GIL is not held here
     for (auto& h : batch) {
-        h.connection->write_held(h.bytes, Exchange::Writer::owner, no_lock);
+        h.connection->write_held(h.bytes);
     }
     for (auto& h : batch) {
         hand_back(std::move(h.connection));
@@ -415,14 +414,13 @@ void Worker::watch_corks() {
 void Worker::cork_tick() {
     const auto now = ResponseCork::clock::now();
     bool any = false;
-    net::NoLock no_lock;
     for (auto& cork : corks_) {
         if (cork->take_stale(now - ResponseCork::hard_hold, loop_batch_)) {
             spdlog::debug("worker {}: writing {} response(s) a busy blocking thread held "
                           "past the bound",
                           index_, loop_batch_.size());
             for (auto& h : loop_batch_) {
-                h.connection->write_held(h.bytes, Exchange::Writer::event_loop, no_lock);
+                h.connection->write_held(h.bytes);
                 h.connection->on_exchange_done();
             }
             cork->recycle(loop_batch_);
@@ -436,7 +434,7 @@ void Worker::cork_tick() {
         cork_watch_.store(false, std::memory_order_seq_cst);
         bool held = false;
         for (auto& cork : corks_) {
-            held = held || cork->held() > 0;
+            held = held || cork->held_ordered() > 0;
         }
         if (!held || cork_watch_.exchange(true)) {
             cork_idle_ticks_ = 0;

@@ -60,8 +60,20 @@ bool body_failed(server::Exchange& ex) {
     return false;
 }
 
+// A read the app left running after it returned must end: the request is over.
+bool abandoned(InputObject* in) {
+    if (in->abandoned != 0) {
+        PyErr_SetString(PyExc_OSError, "the request ended while wsgi.input was being read");
+        return true;
+    }
+    return false;
+}
+
 // Reads up to limit bytes (limit < 0: no limit), stopping after a '\n' when line.
-PyObject* read_impl(server::Exchange& ex, Py_ssize_t limit, bool line) {
+PyObject* read_impl(InputObject* in, server::Exchange& ex, Py_ssize_t limit, bool line) {
+    if (abandoned(in)) {
+        return nullptr;
+    }
     GilRelease gil;
     if (limit == 0) {
         return PyBytes_FromStringAndSize("", 0);
@@ -133,6 +145,10 @@ PyObject* read_impl(server::Exchange& ex, Py_ssize_t limit, bool line) {
             }
             break;
         }
+        if (abandoned(in)) {
+            Py_DECREF(out);
+            return nullptr;
+        }
     }
     if (size != cap && _PyBytes_Resize(&out, size) < 0) {
         return nullptr;
@@ -166,7 +182,7 @@ PyObject* input_read(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
         return nullptr;
     }
     ReadSection section(in);
-    return section.entered() ? read_impl(*ex, size, false) : nullptr;
+    return section.entered() ? read_impl(in, *ex, size, false) : nullptr;
 }
 
 PyObject* input_readline(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
@@ -180,7 +196,7 @@ PyObject* input_readline(PyObject* self, PyObject* const* args, Py_ssize_t nargs
         return nullptr;
     }
     ReadSection section(in);
-    return section.entered() ? read_impl(*ex, size, true) : nullptr;
+    return section.entered() ? read_impl(in, *ex, size, true) : nullptr;
 }
 
 PyObject* input_readlines(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
@@ -203,7 +219,7 @@ PyObject* input_readlines(PyObject* self, PyObject* const* args, Py_ssize_t narg
     }
     Py_ssize_t total = 0;
     for (;;) {
-        PyObject* line = read_impl(*ex, -1, true);
+        PyObject* line = read_impl(in, *ex, -1, true);
         if (line == nullptr) {
             Py_DECREF(lines);
             return nullptr;
@@ -237,7 +253,7 @@ PyObject* input_iternext(PyObject* self) {
     if (!section.entered()) {
         return nullptr;
     }
-    PyObject* line = read_impl(*ex, -1, true);
+    PyObject* line = read_impl(in, *ex, -1, true);
     if (line != nullptr && PyBytes_GET_SIZE(line) == 0) {
         Py_DECREF(line);
         return nullptr; // StopIteration
@@ -290,18 +306,25 @@ InputObject* new_input(server::Exchange* exchange) {
     if (self != nullptr) {
         self->exchange = exchange;
         self->reading = 0;
+        self->abandoned = 0;
     }
     return self;
 }
 
 void wait_for_input_readers(InputObject* input) {
     // Only an app that reads wsgi.input from a thread of its own after returning gets
-    // here; that read ends within --read-timeout.
+    // here. The read stops at its next step (abandoned), so this waits at most one
+    // socket read: --read-timeout.
+    if (input->reading == 0) {
+        return;
+    }
+    input->abandoned = 1;
     while (input->reading != 0) {
         Py_BEGIN_ALLOW_THREADS
         ::usleep(1000);
         Py_END_ALLOW_THREADS
     }
+    input->abandoned = 0;
 }
 
 } // namespace appserver::wsgi

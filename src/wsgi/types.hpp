@@ -19,6 +19,7 @@ struct InputObject {
     PyObject_HEAD
     server::Exchange* exchange; // nullptr once the request is over
     int reading;                // a read is in progress (it may have dropped the GIL)
+    int abandoned;              // the request ended under that read: stop it
 };
 // At the end of a request: waits (GIL released) for a read an app thread still has in
 // progress, so the exchange is not used by two threads at once.
