@@ -70,6 +70,8 @@ void release_objects() {
         o.input->exchange = nullptr;
     }
     if (o.state != nullptr) {
+        begin_server_send(o.state); // a late write() from another thread is over
+        end_server_send(o.state);
         o.state->exchange = nullptr;
         Py_CLEAR(o.state->status);
         Py_CLEAR(o.state->headers);
@@ -326,6 +328,7 @@ void WsgiApplication::run(server::Exchange& ex) {
         PyObject* args[3] = {nullptr, env, thread_objects.start_response};
         PyObject* result = PyObject_Vectorcall(
             app_, args + 1, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
+        begin_server_send(sr);
         if (result == nullptr) {
             fail(ex, gil, "exception in the WSGI application");
         } else {
@@ -339,6 +342,7 @@ void WsgiApplication::run(server::Exchange& ex) {
             close_result(result); // always, also after errors and disconnects (PEP 3333)
             Py_DECREF(result);
         }
+        end_server_send(sr);
     }
     if (ex.client_gone()) {
         spdlog::debug("client {} disconnected before the response was complete",

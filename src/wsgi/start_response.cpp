@@ -7,6 +7,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 namespace appserver::wsgi {
 
 bool init_input_type();
@@ -158,10 +160,24 @@ PyObject* write_impl(PyObject* state, PyObject* data) {
     if (!ex->response_started() && !apply_head(self)) {
         return nullptr;
     }
+    if (self->writing != 0) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "write() is already in progress on another thread; writes must not "
+                        "overlap");
+        return nullptr;
+    }
+    if (self->sending_result != 0 && PyThread_get_thread_ident() != self->owner) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "write() from another thread after the application returned");
+        return nullptr;
+    }
     const std::string_view part(PyBytes_AS_STRING(data),
                                 static_cast<std::size_t>(PyBytes_GET_SIZE(data)));
     GilRelease gil;
-    if (!ex->send({&part, 1}, false, gil)) {
+    self->writing = 1;
+    const bool sent = ex->send({&part, 1}, false, gil);
+    self->writing = 0;
+    if (!sent) {
         PyErr_SetString(PyExc_OSError, "client disconnected");
         return nullptr;
     }
@@ -176,8 +192,26 @@ StartResponseObject* new_start_response(server::Exchange* exchange) {
         self->exchange = exchange;
         self->status = nullptr;
         self->headers = nullptr;
+        self->writing = 0;
+        self->sending_result = 0;
+        self->owner = PyThread_get_thread_ident();
     }
     return self;
+}
+
+void begin_server_send(StartResponseObject* state) {
+    // Only an app that calls write() from a thread of its own, still writing when the app
+    // returned, gets into this loop; that write ends within --write-timeout.
+    while (state->writing != 0) {
+        Py_BEGIN_ALLOW_THREADS
+        ::usleep(1000);
+        Py_END_ALLOW_THREADS
+    }
+    state->sending_result = 1;
+}
+
+void end_server_send(StartResponseObject* state) {
+    state->sending_result = 0;
 }
 
 PyObject* make_start_response_callable(StartResponseObject* state) {

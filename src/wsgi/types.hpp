@@ -32,8 +32,19 @@ struct StartResponseObject {
     server::Exchange* exchange; // nullptr once the request is over
     PyObject* status;           // str, or nullptr until start_response is called
     PyObject* headers;          // list of (str, str)
+    // write() from app threads (all under the GIL): a write() in progress (it may wait
+    // for the client with the GIL dropped), and the server sending the app's result, on
+    // the thread that runs the request, whose id is owner.
+    int writing;
+    int sending_result;
+    unsigned long owner;
 };
 StartResponseObject* new_start_response(server::Exchange* exchange);
+// On the request's thread once the app has returned: waits (GIL released) for a write()
+// another app thread still has in progress, then refuses further writes from other
+// threads until end_server_send() (so two threads never write to one response at once).
+void begin_server_send(StartResponseObject* state);
+void end_server_send(StartResponseObject* state);
 // The start_response callable handed to the app, bound to its state object.
 PyObject* make_start_response_callable(StartResponseObject* state);
 

@@ -1,6 +1,7 @@
 """PEP 3333 responses: start_response, write(), iterables and close(), file_wrapper, errors."""
 
 import hashlib
+import json
 import random
 import socket
 
@@ -459,3 +460,17 @@ def test_slow_reader_of_a_list_response_does_not_hold_the_thread(server_factory,
     assert head.startswith(b"HTTP/1.1 200")
     assert body == pattern(size), "the deferred tail arrives whole and in order"
     assert_serves(server)
+
+
+def test_overlapping_write_calls_from_two_app_threads_are_refused(app_server, token):
+    """write() waits for a slow client with the GIL dropped; a second thread writing
+    meanwhile gets RuntimeError instead of interleaving bytes into the same response."""
+    with RawHTTP(app_server.port, timeout=60) as c:
+        c.send(build_request("GET", f"/write-race?token={token}", port=app_server.port))
+        wait_for_file(app_server.marker(f"error-{token}"), timeout=30)
+        resp = c.read_response()
+    assert resp.status == 200, resp
+    assert resp.body == b"w" * (16 * 1024 * 1024), "exactly one write's bytes, intact"
+    errors = json.loads(wait_for_file(app_server.marker(f"errors-{token}"), timeout=30))
+    assert len(errors) == 1 and "another thread" in next(iter(errors.values())), errors
+    assert_serves(app_server)

@@ -727,6 +727,30 @@ def route_input_after_return(environ, start_response):
     return respond_text(start_response, "returned")
 
 
+def route_write_race(environ, start_response):
+    """Two threads call write() with more than the socket buffers hold while the client is
+    not reading (an app bug): the second must be refused while the first waits for the
+    client. The test starts reading only after the refusal (marker error-<token>)."""
+    token = query(environ)["token"]
+    write = start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    big = b"w" * (16 * 1024 * 1024)
+    errors = {}
+
+    def writer(name):
+        try:
+            write(big)
+        except RuntimeError as e:
+            errors[name] = str(e)
+            mark(f"error-{token}", str(e))
+
+    t = threading.Thread(target=writer, args=("thread",))
+    t.start()
+    writer("main")
+    t.join(60)
+    mark(f"errors-{token}", json.dumps(errors))
+    return []
+
+
 def route_stream_paused(environ, start_response):
     """Sends a first chunk, waits until released, then sends the rest."""
     token = query(environ)["token"]
@@ -809,6 +833,7 @@ ROUTES = {
     "/mark": route_mark,
     "/block-then-read": route_block_then_read,
     "/input-race": route_input_race,
+    "/write-race": route_write_race,
     "/input-after-return": route_input_after_return,
     "/stream-paused": route_stream_paused,
     "/gen-without-start-response": route_gen_without_start_response,
