@@ -7,6 +7,8 @@
 
 #include <strings.h>
 
+#include <cstring>
+
 namespace appserver::http {
 namespace {
 
@@ -37,6 +39,54 @@ bool lists_other_coding(std::string_view value) {
         value.remove_prefix(comma + 1);
     }
     return false;
+}
+
+// A chunk-size line (without its CRLF) as llhttp 8.1 can read it. RFC 9112 7.1.1 allows
+// BWS around the ';' and '=' of chunk extensions and RFC 9110 5.6.4 quoted-pairs in their
+// quoted values; llhttp rejects both. Extensions are ignored anyway, so that whitespace is
+// dropped and each quoted-pair becomes two plain characters. Anything else is left as it
+// is, for llhttp to judge (whitespace elsewhere, control bytes, a bad quoted-pair).
+void normalise_size_line(std::string_view line, std::string& out) {
+    out.clear();
+    bool quoted = false;
+    for (std::size_t i = 0; i < line.size(); ++i) {
+        const char c = line[i];
+        if (quoted) {
+            if (c == '\\' && i + 1 < line.size()) {
+                const auto next = static_cast<unsigned char>(line[i + 1]);
+                if (next == '\t' || (next >= 0x20 && next != 0x7f)) {
+                    out.append("__");
+                    ++i;
+                    continue;
+                }
+            }
+            if (c == '"') {
+                quoted = false;
+            }
+            out.push_back(c);
+            continue;
+        }
+        if (c == '"') {
+            quoted = true;
+            out.push_back(c);
+            continue;
+        }
+        if (c == ' ' || c == '\t') {
+            std::size_t end = i;
+            while (end < line.size() && (line[end] == ' ' || line[end] == '\t')) {
+                ++end;
+            }
+            const char before = out.empty() ? '\0' : out.back();
+            const char after = end < line.size() ? line[end] : '\0';
+            const bool bws = after == ';' || after == '=' || before == ';' || before == '=';
+            if (!bws) {
+                out.append(line.substr(i, end - i));
+            }
+            i = end - 1;
+            continue;
+        }
+        out.push_back(c);
+    }
 }
 
 } // namespace
@@ -116,7 +166,46 @@ std::size_t RequestParser::execute_head(const char* data, std::size_t len) {
     return at + 1 + execute(data + at + 1, len - at - 1);
 }
 
+// Paused where a chunk-size line starts (size_line_next_): collect the line, whole, then
+// let llhttp read its normalised form. The verdict does not depend on read boundaries:
+// the line is judged only once its LF is here.
+std::size_t RequestParser::execute_size_line(const char* data, std::size_t len) {
+    const auto* lf = static_cast<const char*>(std::memchr(data, '\n', len));
+    const std::size_t take = lf != nullptr ? static_cast<std::size_t>(lf - data) + 1 : len;
+    if (size_line_.size() + take > kMaxChunkExtensionBytes + 64) {
+        fail(400, "chunk extensions too long");
+        return take;
+    }
+    size_line_.append(data, take);
+    if (lf == nullptr) {
+        return len;
+    }
+    std::string_view line(size_line_);
+    line.remove_suffix(1); // LF
+    const bool crlf = !line.empty() && line.back() == '\r';
+    if (crlf) {
+        line.remove_suffix(1);
+    }
+    normalise_size_line(line, size_line_clean_);
+    size_line_clean_.append(crlf ? "\r\n" : "\n"); // a bare LF stays for llhttp to reject
+    size_line_.clear();
+    size_line_next_ = false;
+    size_line_read_ = false;
+    const std::size_t used = execute(size_line_clean_.data(), size_line_clean_.size());
+    if (state_ == State::error) {
+        return take;
+    }
+    if (used != size_line_clean_.size() || !size_line_read_) {
+        fail(400, "invalid chunk-size line");
+        return take;
+    }
+    return take + execute(data + take, len - take);
+}
+
 std::size_t RequestParser::execute(const char* data, std::size_t len) {
+    if (size_line_next_ && state_ == State::body) {
+        return len == 0 ? 0 : execute_size_line(data, len);
+    }
     exec_end_ = data + len;
     llhttp_errno_t err = llhttp_execute(&parser_, data, len);
     std::size_t consumed = err == HPE_OK ? len : static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - data);
@@ -132,6 +221,11 @@ std::size_t RequestParser::execute(const char* data, std::size_t len) {
             fail(400, "invalid chunk extension");
             return consumed;
         }
+        return consumed + execute(data + consumed, len - consumed);
+    }
+    if (err == HPE_PAUSED && state_ == State::body && size_line_next_) {
+        // At the start of a chunk-size line (on_headers_complete, on_chunk_complete).
+        llhttp_resume(&parser_);
         return consumed + execute(data + consumed, len - consumed);
     }
     if (err == HPE_PAUSED_UPGRADE && state_ != State::complete) {
@@ -193,6 +287,9 @@ void RequestParser::next_message() {
     trailer_bytes_ = 0;
     host_fields_ = 0;
     chunk_ext_bytes_ = 0;
+    size_line_next_ = false;
+    last_chunk_ = false;
+    size_line_.clear();
     ext_part_bytes_ = 0;
     ext_value_then_semicolon_ = false;
     other_transfer_coding_ = false;
@@ -411,6 +508,10 @@ int RequestParser::on_headers_complete(llhttp_t* p) {
         return -1;
     }
     self->state_ = State::body;
+    if (head.chunked) {
+        self->size_line_next_ = true; // see execute_size_line()
+        return HPE_PAUSED;
+    }
     return 0;
 }
 
@@ -426,8 +527,21 @@ int RequestParser::on_body(llhttp_t* p, const char* at, std::size_t len) {
 }
 
 int RequestParser::on_chunk_header(llhttp_t* p) {
-    static_cast<RequestParser*>(p->data)->chunk_ext_bytes_ = 0;
+    auto* self = static_cast<RequestParser*>(p->data);
+    self->chunk_ext_bytes_ = 0;
+    self->size_line_next_ = false;
+    self->size_line_read_ = true;
+    self->last_chunk_ = p->content_length == 0;
     return 0;
+}
+
+int RequestParser::on_chunk_complete(llhttp_t* p) {
+    auto* self = static_cast<RequestParser*>(p->data);
+    if (self->last_chunk_) {
+        return 0; // after the last chunk come trailers (already read) and the end
+    }
+    self->size_line_next_ = true; // pause where the next chunk-size line starts
+    return HPE_PAUSED;
 }
 
 // Chunk extensions are ignored (RFC 9112 7.1.1) but bounded: no one sends kilobytes of them.
@@ -514,6 +628,7 @@ const llhttp_settings_t* RequestParser::settings() {
         t.on_headers_complete = &RequestParser::on_headers_complete;
         t.on_body = &RequestParser::on_body;
         t.on_chunk_header = &RequestParser::on_chunk_header;
+        t.on_chunk_complete = &RequestParser::on_chunk_complete;
         t.on_chunk_extension_name = &RequestParser::on_chunk_extension_name;
         t.on_chunk_extension_name_complete = &RequestParser::on_chunk_extension_name_complete;
         t.on_chunk_extension_value = &RequestParser::on_chunk_extension_value;

@@ -101,6 +101,8 @@ private:
     static int on_headers_complete(llhttp_t* p);
     static int on_body(llhttp_t* p, const char* at, std::size_t len);
     static int on_chunk_header(llhttp_t* p);
+    static int on_chunk_complete(llhttp_t* p);
+    std::size_t execute_size_line(const char* data, std::size_t len);
     static int on_chunk_extension_name(llhttp_t* p, const char* at, std::size_t len);
     static int on_chunk_extension_name_complete(llhttp_t* p);
     static int on_chunk_extension_value(llhttp_t* p, const char* at, std::size_t len);
@@ -123,6 +125,13 @@ private:
     std::size_t host_fields_ = 0;
     bool other_transfer_coding_ = false; // a coding other than chunked was listed
     std::size_t chunk_ext_bytes_ = 0;  // chunk extensions on the current chunk-size line
+    // llhttp is paused where a chunk-size line starts: the line is collected whole
+    // (size_line_), normalised (size_line_clean_), then fed (execute_size_line).
+    bool size_line_next_ = false;
+    bool last_chunk_ = false;          // the chunk being read has size 0
+    bool size_line_read_ = false;      // llhttp finished the size line it was given
+    std::string size_line_;
+    std::string size_line_clean_;
     std::size_t ext_part_bytes_ = 0;   // bytes of the chunk extension name or value so far
     bool ext_value_quoted_ = false;    // the current extension value is a quoted-string
     const char* exec_end_ = nullptr;   // end of the bytes llhttp is executing

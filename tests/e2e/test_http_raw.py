@@ -180,6 +180,19 @@ def test_chunk_extensions_are_ignored(app_server):
         assert c.read_response().status == 200
 
 
+def test_chunk_extensions_with_bws_and_quoted_pairs(app_server):
+    # RFC 9112 7.1.1 allows whitespace around ';' and '=' (BWS); RFC 9110 5.6.4 allows
+    # backslash escapes in a quoted value. Both are read and ignored.
+    with RawHTTP(app_server.port) as c:
+        c.send(build_request("POST", "/echo", [("Transfer-Encoding", "chunked")], port=app_server.port))
+        c.send(b'5 ; a = 1 ;b\r\nhello\r\n6\t;q="x\\"y"\r\n world\r\n0 ; n=2\r\n\r\n')
+        resp = c.read_response()
+        assert resp.status == 200, resp
+        assert resp.body == b"hello world"
+        c.send(build_request("GET", "/hello", port=app_server.port))  # the connection lives on
+        assert c.read_response().status == 200
+
+
 def test_newer_http1_minor_version_is_served_as_http11(app_server):
     # RFC 9110 6.2: HTTP/1.2 is processed as HTTP/1.1 (keep-alive included), not refused.
     with RawHTTP(app_server.port) as c:
@@ -294,6 +307,8 @@ MALFORMED = [
     ("chunk-size-overflow", CHUNKED_POST + b"ffffffffffffffffffffff\r\nhello\r\n0\r\n\r\n", {400, 413}),
     ("chunk-data-longer-than-size", CHUNKED_POST + b"3\r\nabcdef\r\n0\r\n\r\n", {400}),
     ("chunk-size-missing", CHUNKED_POST + b"\r\nabc\r\n0\r\n\r\n", {400}),
+    ("chunk-size-trailing-space", CHUNKED_POST + b"3 \r\nabc\r\n0\r\n\r\n", {400}),
+    ("chunk-ext-space-inside-token", CHUNKED_POST + b"3;a b=c\r\nabc\r\n0\r\n\r\n", {400}),
     ("te-chunked-not-last", b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked, gzip\r\n\r\n0\r\n\r\n", {400, 501}),
     ("te-unknown", b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: xchunked\r\n\r\n0\r\n\r\n", {400, 501}),
     ("te-gzip-then-chunked", b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", {501}),

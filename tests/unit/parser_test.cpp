@@ -406,6 +406,49 @@ TEST(RequestParser, MalformedChunkExtensionsAre400) {
     EXPECT_EQ(status_of_bytewise(head + "5;a=1;\r\nhello\r\n0\r\n\r\n"), 400);
 }
 
+TEST(RequestParser, ChunkExtensionBwsAndQuotedPairsAreAccepted) {
+    // RFC 9112 7.1.1: BWS around ';' and '='; RFC 9110 5.6.4: quoted-pair in a value.
+    const std::string head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (const char* ext : {" ;a=b", "\t; a = b", ";a =b", ";a= b", "; a", " ;a=1 ;b = \"x y\"",
+                            ";a=\"x\\\"y\"", ";a=\"\\\\\"", ";a=\"q\\ r\" ; b"}) {
+        const std::string req = head + "5" + ext + "\r\nhello\r\n3" + ext + "\r\nabc\r\n0" + ext +
+                                "\r\nX-T: 1\r\n\r\n";
+        RequestParser p;
+        EXPECT_EQ(feed(p, req), req.size()) << ext;
+        ASSERT_EQ(p.state(), State::complete) << ext << ": " << p.error_reason();
+        EXPECT_EQ(p.body(), "helloabc") << ext;
+        RequestParser b;
+        EXPECT_EQ(feed_bytewise(b, req), req.size()) << ext;
+        ASSERT_EQ(b.state(), State::complete) << ext << ": " << b.error_reason();
+        EXPECT_EQ(b.body(), "helloabc") << ext;
+    }
+}
+
+TEST(RequestParser, WhitespaceOutsideChunkExtensionBwsIs400) {
+    const std::string head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (const char* line : {"5 ", " 5", "5\t", "5;a b", "5;a=b c", "5 5", "5;a=\"x\\\x01\""}) {
+        const std::string req = head + line + "\r\nhello\r\n0\r\n\r\n";
+        EXPECT_EQ(status_of(req), 400) << line;
+        EXPECT_EQ(status_of_bytewise(req), 400) << line;
+    }
+}
+
+TEST(RequestParser, PipelinedRequestAfterChunkedBodyIsUntouched) {
+    // The size-line rewriting stops at the last chunk: what follows is the next request.
+    const std::string first = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                              "5 ;a = b\r\nhello\r\n0\r\n\r\n";
+    const std::string second = "GET /next HTTP/1.1\r\nHost: a\r\n\r\n";
+    RequestParser p;
+    const std::string both = first + second;
+    EXPECT_EQ(feed(p, both), first.size());
+    ASSERT_EQ(p.state(), State::complete) << p.error_reason();
+    EXPECT_EQ(p.body(), "hello");
+    p.next_message();
+    EXPECT_EQ(feed(p, second), second.size());
+    ASSERT_EQ(p.state(), State::complete) << p.error_reason();
+    EXPECT_EQ(p.head().view(p.head().target), "/next");
+}
+
 TEST(RequestParser, EmptyChunkExtensionNamesAndValuesAre400) {
     const std::string head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
     for (const char* ext : {";=x", ";a=", ";a=1;=2", ";a=1;b="}) {
@@ -674,6 +717,9 @@ TEST(RequestParser, VerdictDoesNotDependOnReadBoundaries) {
         "GET / HTTP/1.2\r\nHost: a\r\n\r\n",
         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2;a=1;b=\"c\";d\r\nhi\r\n0\r\n\r\n",
         "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2;a=1;\r\nhi\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2 ; a = \"x\\\"\" ;b\r\nhi\r\n"
+        "0 ;z\r\nT: 1 ; 2\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n2 \r\nhi\r\n0\r\n\r\n",
         "CONNECT a:443 HTTP/1.1\r\nHost: a\r\n\r\n",
         "FROB / HTTP/1.1\r\nHost: a\r\n\r\n",
         "HELLO WORLD\r\n\r\n",
@@ -1048,6 +1094,8 @@ TEST(RequestParserProperty, MutatedRequestsGetTheSameVerdictWhateverTheSplits) {
         "POST /u HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
         "POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
         "5;x=\"y\"\r\nhello\r\n0\r\nT: v\r\n\r\n",
+        "POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "5 ; x = \"y\\\"\" ;z\r\nhello\r\n3\r\nabc\r\n0 ;e\r\nT: v\r\n\r\n",
         "GET /old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
         "OPTIONS * HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx",
     };
