@@ -169,11 +169,11 @@ std::size_t RequestParser::execute_head(const char* data, std::size_t len) {
 // Paused where a chunk-size line starts (size_line_next_): collect the line, whole, then
 // let llhttp read its normalised form. The verdict does not depend on read boundaries:
 // the line is judged only once its LF is here.
-std::size_t RequestParser::execute_size_line(const char* data, std::size_t len) {
+std::size_t RequestParser::execute_size_line(const char* data, std::size_t len, bool& more) {
     const auto* lf = static_cast<const char*>(std::memchr(data, '\n', len));
     const std::size_t take = lf != nullptr ? static_cast<std::size_t>(lf - data) + 1 : len;
     if (size_line_.size() + take > kMaxChunkExtensionBytes + 64) {
-        fail(400, "chunk extensions too long");
+        fail(400, "chunk-size line too long");
         return take;
     }
     size_line_.append(data, take);
@@ -199,12 +199,24 @@ std::size_t RequestParser::execute_size_line(const char* data, std::size_t len) 
         fail(400, "invalid chunk-size line");
         return take;
     }
-    return take + execute(data + take, len - take);
+    more = true;
+    return take;
 }
 
+// A loop, not recursion: a read can hold thousands of small chunks, each a resume.
 std::size_t RequestParser::execute(const char* data, std::size_t len) {
+    std::size_t done = 0;
+    bool more = true;
+    while (more) {
+        more = false;
+        done += execute_step(data + done, len - done, more);
+    }
+    return done;
+}
+
+std::size_t RequestParser::execute_step(const char* data, std::size_t len, bool& more) {
     if (size_line_next_ && state_ == State::body) {
-        return len == 0 ? 0 : execute_size_line(data, len);
+        return len == 0 ? 0 : execute_size_line(data, len, more);
     }
     exec_end_ = data + len;
     llhttp_errno_t err = llhttp_execute(&parser_, data, len);
@@ -221,12 +233,14 @@ std::size_t RequestParser::execute(const char* data, std::size_t len) {
             fail(400, "invalid chunk extension");
             return consumed;
         }
-        return consumed + execute(data + consumed, len - consumed);
+        more = true;
+        return consumed;
     }
     if (err == HPE_PAUSED && state_ == State::body && size_line_next_) {
         // At the start of a chunk-size line (on_headers_complete, on_chunk_complete).
         llhttp_resume(&parser_);
-        return consumed + execute(data + consumed, len - consumed);
+        more = true;
+        return consumed;
     }
     if (err == HPE_PAUSED_UPGRADE && state_ != State::complete) {
         // llhttp's upgrade pause after the previous message ended; this is a new one.

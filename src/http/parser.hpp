@@ -102,7 +102,9 @@ private:
     static int on_body(llhttp_t* p, const char* at, std::size_t len);
     static int on_chunk_header(llhttp_t* p);
     static int on_chunk_complete(llhttp_t* p);
-    std::size_t execute_size_line(const char* data, std::size_t len);
+    std::size_t execute_size_line(const char* data, std::size_t len, bool& more);
+    // One llhttp run; more = go on with the rest (after a pause we resolved).
+    std::size_t execute_step(const char* data, std::size_t len, bool& more);
     static int on_chunk_extension_name(llhttp_t* p, const char* at, std::size_t len);
     static int on_chunk_extension_name_complete(llhttp_t* p);
     static int on_chunk_extension_value(llhttp_t* p, const char* at, std::size_t len);

@@ -101,7 +101,7 @@ bool Exchange::body_done() const {
     return parser_.state() == http::RequestParser::State::complete && staged_body().empty();
 }
 
-bool Exchange::fill_body(net::BlockingScope& scope) {
+bool Exchange::fill_body(net::BlockingScope& scope, const int* stop) {
     std::string& staged = parser_.body();
     if (body_pos_ < staged.size()) {
         return true;
@@ -161,6 +161,12 @@ bool Exchange::fill_body(net::BlockingScope& scope) {
         }
         if (!staged.empty()) {
             return true;
+        }
+        // Only framing arrived (a chunk-size line, trailers): the caller may stop here.
+        if (stop != nullptr && *stop != 0) {
+            keep_alive_ = false;
+            body_error_ = "the request ended while its body was being read";
+            return false;
         }
     }
 }

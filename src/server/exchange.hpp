@@ -48,7 +48,9 @@ public:
     // staged_body() unless the body has ended (returns false, body_error() empty) or the
     // read failed (returns false, body_error() says why). Sends "100 Continue" first when
     // the client asked for it: the app reading the body is the signal to go on.
-    bool fill_body(net::BlockingScope& scope);
+    // stop: a flag the caller may raise while this waits (checked after each socket read,
+    // with the caller's lock held again); raised, the read ends as failed.
+    bool fill_body(net::BlockingScope& scope, const int* stop = nullptr);
     std::string_view staged_body() const;
     void consume_body(std::size_t n);
     bool body_done() const;

@@ -70,9 +70,9 @@ void release_objects() {
         o.input->exchange = nullptr;
     }
     if (o.state != nullptr) {
-        begin_server_send(o.state); // a late write() from another thread is over
-        end_server_send(o.state);
+        begin_server_send(o.state); // a write() another thread started is over
         o.state->exchange = nullptr;
+        end_server_send(o.state);
         Py_CLEAR(o.state->status);
         Py_CLEAR(o.state->headers);
     }
@@ -342,7 +342,7 @@ void WsgiApplication::run(server::Exchange& ex) {
             close_result(result); // always, also after errors and disconnects (PEP 3333)
             Py_DECREF(result);
         }
-        end_server_send(sr);
+        // sending_result stays set until release_objects() has detached the exchange.
     }
     if (ex.client_gone()) {
         spdlog::debug("client {} disconnected before the response was complete",

@@ -80,7 +80,7 @@ PyObject* read_impl(InputObject* in, server::Exchange& ex, Py_ssize_t limit, boo
     }
     const auto want = limit < 0 ? std::numeric_limits<std::size_t>::max()
                                 : static_cast<std::size_t>(limit);
-    if (!ex.fill_body(gil)) {
+    if (!ex.fill_body(gil, &in->abandoned)) {
         return body_failed(ex) ? nullptr : PyBytes_FromStringAndSize("", 0);
     }
     // Common case: what is already staged answers the whole call, one copy.
@@ -138,7 +138,7 @@ PyObject* read_impl(InputObject* in, server::Exchange& ex, Py_ssize_t limit, boo
         if (done || static_cast<std::size_t>(size) >= want) {
             break;
         }
-        if (!ex.fill_body(gil)) {
+        if (!ex.fill_body(gil, &in->abandoned)) {
             if (body_failed(ex)) {
                 Py_DECREF(out);
                 return nullptr;

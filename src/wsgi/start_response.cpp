@@ -157,9 +157,6 @@ PyObject* write_impl(PyObject* state, PyObject* data) {
         PyErr_SetString(PyExc_AssertionError, "write() called before start_response()");
         return nullptr;
     }
-    if (!ex->response_started() && !apply_head(self)) {
-        return nullptr;
-    }
     if (self->writing != 0) {
         PyErr_SetString(PyExc_RuntimeError,
                         "write() is already in progress on another thread; writes must not "
@@ -171,12 +168,22 @@ PyObject* write_impl(PyObject* state, PyObject* data) {
                         "write() from another thread after the application returned");
         return nullptr;
     }
+    if (!ex->response_started() && !apply_head(self)) {
+        return nullptr;
+    }
     const std::string_view part(PyBytes_AS_STRING(data),
                                 static_cast<std::size_t>(PyBytes_GET_SIZE(data)));
     GilRelease gil;
-    self->writing = 1;
-    const bool sent = ex->send({&part, 1}, false, gil);
-    self->writing = 0;
+    struct Writing { // cleared however send() ends
+        int& flag;
+        explicit Writing(int& f) : flag(f) { flag = 1; }
+        ~Writing() { flag = 0; }
+    };
+    bool sent = false;
+    {
+        Writing writing(self->writing);
+        sent = ex->send({&part, 1}, false, gil);
+    }
     if (!sent) {
         PyErr_SetString(PyExc_OSError, "client disconnected");
         return nullptr;

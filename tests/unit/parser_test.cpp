@@ -424,6 +424,20 @@ TEST(RequestParser, ChunkExtensionBwsAndQuotedPairsAreAccepted) {
     }
 }
 
+TEST(RequestParser, ManySmallChunksInOneFeed) {
+    // Each chunk is a pause and a resume inside one feed: handled in a loop, so 50,000
+    // chunks in one buffer cost no stack depth.
+    std::string req = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (int i = 0; i < 50000; ++i) {
+        req += "1 ;e\r\nx\r\n";
+    }
+    req += "0\r\n\r\n";
+    RequestParser p;
+    EXPECT_EQ(feed(p, req), req.size());
+    ASSERT_EQ(p.state(), State::complete) << p.error_reason();
+    EXPECT_EQ(p.body(), std::string(50000, 'x'));
+}
+
 TEST(RequestParser, WhitespaceOutsideChunkExtensionBwsIs400) {
     const std::string head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
     for (const char* line : {"5 ", " 5", "5\t", "5;a b", "5;a=b c", "5 5", "5;a=\"x\\\x01\""}) {
