@@ -171,6 +171,15 @@ std::size_t RequestParser::execute_head(const char* data, std::size_t len) {
 // the line is judged only once its LF is here.
 std::size_t RequestParser::execute_size_line(const char* data, std::size_t len, bool& more) {
     const auto* lf = static_cast<const char*>(std::memchr(data, '\n', len));
+    if (lf != nullptr && size_line_.empty() &&
+        std::string_view(data, static_cast<std::size_t>(lf - data)).find_first_of(" \t\\") ==
+            std::string_view::npos) {
+        // The common case: the whole line is here and normalising would not change it, so
+        // llhttp reads it in place, together with what follows.
+        size_line_next_ = false;
+        more = true;
+        return 0;
+    }
     const std::size_t take = lf != nullptr ? static_cast<std::size_t>(lf - data) + 1 : len;
     if (size_line_.size() + take > kMaxChunkExtensionBytes + 64) {
         fail(400, "chunk-size line too long");
