@@ -588,15 +588,19 @@ int RequestParser::on_chunk_extension_name(llhttp_t* p, const char* /*at*/, std:
 
 // RFC 9112 7.1.1: chunk-ext-name is a token, and a value after '=' is a token or a
 // quoted-string: neither can be empty ("5;=x", "5;a="). llhttp 8.1 lets both through.
+bool RequestParser::end_extension_part(const char* empty_reason) {
+    const bool empty = ext_part_bytes_ == 0;
+    ext_part_bytes_ = 0;
+    if (empty) {
+        fail(400, empty_reason);
+        return false;
+    }
+    return count_chunk_extension(1); // the ';' or '=' that ended it
+}
+
 int RequestParser::on_chunk_extension_name_complete(llhttp_t* p) {
     auto* self = static_cast<RequestParser*>(p->data);
-    const bool empty = self->ext_part_bytes_ == 0;
-    self->ext_part_bytes_ = 0;
-    if (empty) {
-        self->fail(400, "empty chunk extension name");
-        return HPE_USER;
-    }
-    return self->count_chunk_extension(1) ? 0 : HPE_USER;
+    return self->end_extension_part("empty chunk extension name") ? 0 : HPE_USER;
 }
 
 int RequestParser::on_chunk_extension_value(llhttp_t* p, const char* at, std::size_t len) {
@@ -619,13 +623,7 @@ int RequestParser::on_chunk_extension_value(llhttp_t* p, const char* at, std::si
 
 int RequestParser::on_chunk_extension_value_complete(llhttp_t* p) {
     auto* self = static_cast<RequestParser*>(p->data);
-    const bool empty = self->ext_part_bytes_ == 0;
-    self->ext_part_bytes_ = 0;
-    if (empty) {
-        self->fail(400, "empty chunk extension value");
-        return HPE_USER;
-    }
-    if (!self->count_chunk_extension(1)) {
+    if (!self->end_extension_part("empty chunk extension value")) {
         return HPE_USER;
     }
     // Pause exactly where llhttp goes wrong (see execute()).

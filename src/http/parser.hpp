@@ -113,6 +113,7 @@ private:
 
     bool append_head(const char* at, std::size_t len);
     bool count_chunk_extension(std::size_t len);
+    bool end_extension_part(const char* empty_reason);
     bool settle_deferred_error();
     std::size_t execute(const char* data, std::size_t len); // llhttp over checked bytes
     std::size_t execute_head(const char* data, std::size_t len); // same, minor version mapped

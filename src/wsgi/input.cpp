@@ -171,9 +171,11 @@ bool size_arg(PyObject* const* args, Py_ssize_t nargs, const char* fname, Py_ssi
     return true;
 }
 
-PyObject* input_read(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+// read(size) and readline(size).
+PyObject* sized_read(PyObject* self, PyObject* const* args, Py_ssize_t nargs, const char* name,
+                     bool line) {
     Py_ssize_t size;
-    if (!size_arg(args, nargs, "read", size)) {
+    if (!size_arg(args, nargs, name, size)) {
         return nullptr;
     }
     auto* in = reinterpret_cast<InputObject*>(self);
@@ -182,21 +184,15 @@ PyObject* input_read(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
         return nullptr;
     }
     ReadSection section(in);
-    return section.entered() ? read_impl(in, *ex, size, false) : nullptr;
+    return section.entered() ? read_impl(in, *ex, size, line) : nullptr;
+}
+
+PyObject* input_read(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+    return sized_read(self, args, nargs, "read", false);
 }
 
 PyObject* input_readline(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
-    Py_ssize_t size;
-    if (!size_arg(args, nargs, "readline", size)) {
-        return nullptr;
-    }
-    auto* in = reinterpret_cast<InputObject*>(self);
-    auto* ex = live_exchange(in);
-    if (ex == nullptr) {
-        return nullptr;
-    }
-    ReadSection section(in);
-    return section.entered() ? read_impl(in, *ex, size, true) : nullptr;
+    return sized_read(self, args, nargs, "readline", true);
 }
 
 PyObject* input_readlines(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
