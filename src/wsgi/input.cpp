@@ -8,8 +8,6 @@
 #include <cstring>
 #include <limits>
 
-#include <unistd.h>
-
 namespace appserver::wsgi {
 namespace {
 
@@ -315,11 +313,7 @@ void wait_for_input_readers(InputObject* input) {
         return;
     }
     input->abandoned = 1;
-    while (input->reading != 0) {
-        Py_BEGIN_ALLOW_THREADS
-        ::usleep(1000);
-        Py_END_ALLOW_THREADS
-    }
+    wait_until_cleared(input->reading);
     input->abandoned = 0;
 }
 

@@ -7,8 +7,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <unistd.h>
-
 namespace appserver::wsgi {
 
 bool init_input_type();
@@ -209,11 +207,7 @@ StartResponseObject* new_start_response(server::Exchange* exchange) {
 void begin_server_send(StartResponseObject* state) {
     // Only an app that calls write() from a thread of its own, still writing when the app
     // returned, gets into this loop; that write ends within --write-timeout.
-    while (state->writing != 0) {
-        Py_BEGIN_ALLOW_THREADS
-        ::usleep(1000);
-        Py_END_ALLOW_THREADS
-    }
+    wait_until_cleared(state->writing);
     state->sending_result = 1;
 }
 
