@@ -3,6 +3,7 @@
 // itself does not know about.
 #include "http/parser.hpp"
 
+#include "http/field_list.hpp"
 #include "http/uri.hpp"
 
 #include <strings.h>
@@ -20,25 +21,13 @@ bool iequals(std::string_view a, std::string_view b) {
 // Whether a Transfer-Encoding field value lists a coding other than chunked
 // (transfer-coding = token *( OWS ";" OWS transfer-parameter ), RFC 9112 7).
 bool lists_other_coding(std::string_view value) {
-    while (!value.empty()) {
-        const std::size_t comma = value.find(',');
-        std::string_view item = value.substr(0, comma);
+    return any_list_element(value, [](std::string_view item) {
         item = item.substr(0, item.find(';'));
-        while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) {
-            item.remove_prefix(1);
-        }
         while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) {
             item.remove_suffix(1);
         }
-        if (!item.empty() && !iequals(item, "chunked")) {
-            return true;
-        }
-        if (comma == std::string_view::npos) {
-            break;
-        }
-        value.remove_prefix(comma + 1);
-    }
-    return false;
+        return !item.empty() && !iequals(item, "chunked");
+    });
 }
 
 // A chunk-size line (without its CRLF) as llhttp 8.1 can read it. RFC 9112 7.1.1 allows

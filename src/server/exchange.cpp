@@ -1,6 +1,8 @@
 // Request body access and response framing for one exchange (see exchange.hpp).
 #include "server/exchange.hpp"
 
+#include "http/field_list.hpp"
+
 #include <spdlog/spdlog.h>
 #include <strings.h>
 
@@ -16,27 +18,11 @@ namespace {
 // connection stays reusable; a larger one costs the connection instead.
 constexpr std::uint64_t drain_limit = 256 * 1024;
 
+// Connection is a comma-separated token list (RFC 9110 7.6.1).
 bool contains_close_token(std::string_view value) {
-    // Connection is a comma-separated token list (RFC 9110 7.6.1).
-    std::size_t pos = 0;
-    while (pos <= value.size()) {
-        std::size_t comma = value.find(',', pos);
-        if (comma == std::string_view::npos) {
-            comma = value.size();
-        }
-        std::string_view token = value.substr(pos, comma - pos);
-        while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) {
-            token.remove_prefix(1);
-        }
-        while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) {
-            token.remove_suffix(1);
-        }
-        if (token.size() == 5 && ::strncasecmp(token.data(), "close", 5) == 0) {
-            return true;
-        }
-        pos = comma + 1;
-    }
-    return false;
+    return http::any_list_element(value, [](std::string_view token) {
+        return token.size() == 5 && ::strncasecmp(token.data(), "close", 5) == 0;
+    });
 }
 
 bool iequals(std::string_view a, std::string_view b) {

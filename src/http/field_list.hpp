@@ -1,0 +1,32 @@
+// Comma-separated field values (RFC 9110 5.6.1: #element lists), shared by the request
+// parser (Transfer-Encoding) and the response side (Connection).
+#pragma once
+
+#include <string_view>
+
+namespace appserver::http {
+
+// Calls pred on each list element with its surrounding OWS removed (empty elements
+// included); true as soon as pred is.
+template <class Pred>
+bool any_list_element(std::string_view value, Pred pred) {
+    for (;;) {
+        const std::size_t comma = value.find(',');
+        std::string_view item = value.substr(0, comma);
+        while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) {
+            item.remove_prefix(1);
+        }
+        while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) {
+            item.remove_suffix(1);
+        }
+        if (pred(item)) {
+            return true;
+        }
+        if (comma == std::string_view::npos) {
+            return false;
+        }
+        value.remove_prefix(comma + 1);
+    }
+}
+
+} // namespace appserver::http
