@@ -1,10 +1,17 @@
-// Comma-separated field values (RFC 9110 5.6.1: #element lists), shared by the request
-// parser (Transfer-Encoding) and the response side (Connection).
+// Field names and list values, shared by the request parser and the response side:
+// case-insensitive comparison (field names, tokens such as "chunked" or "close") and
+// comma-separated lists (RFC 9110 5.6.1: #element).
 #pragma once
+
+#include <strings.h>
 
 #include <string_view>
 
 namespace appserver::http {
+
+inline bool iequals(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
 
 // Calls pred on each list element with its surrounding OWS removed (empty elements
 // included); true as soon as pred is.

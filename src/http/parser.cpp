@@ -14,9 +14,6 @@ namespace appserver::http {
 namespace {
 
 
-bool iequals(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
-}
 
 // Whether a Transfer-Encoding field value lists a coding other than chunked
 // (transfer-coding = token *( OWS ";" OWS transfer-parameter ), RFC 9112 7).

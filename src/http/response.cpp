@@ -1,6 +1,8 @@
 // Response-side HTTP/1.1 rules (see response.hpp).
 #include "http/response.hpp"
 
+#include "http/field_list.hpp"
+
 #include <strings.h>
 
 #include <array>
@@ -20,9 +22,6 @@ constexpr std::array<bool, 256> make_tchar_table() {
 }
 constexpr auto tchar = make_tchar_table();
 
-bool iequals(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
-}
 
 } // namespace
 

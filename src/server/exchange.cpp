@@ -25,9 +25,6 @@ bool contains_close_token(std::string_view value) {
     });
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
-}
 
 void append_number(std::string& out, std::uint64_t n) {
     char buf[24];
@@ -186,7 +183,7 @@ bool Exchange::add_header(std::string_view name, std::string_view value) {
     case http::HopByHop::no:
         break;
     }
-    if (name.size() == 14 && iequals(name, "content-length")) {
+    if (name.size() == 14 && http::iequals(name, "content-length")) {
         std::uint64_t n = 0;
         auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
         if (value.empty() || ec != std::errc() || end != value.data() + value.size()) {
@@ -199,7 +196,7 @@ bool Exchange::add_header(std::string_view name, std::string_view value) {
         app_length_ = n;
         return true; // written by prepare_head, which owns framing
     }
-    if (name.size() == 4 && iequals(name, "date")) {
+    if (name.size() == 4 && http::iequals(name, "date")) {
         app_has_date_ = true;
     }
     head_buf_.append(name).append(": ").append(value).append("\r\n");
