@@ -20,7 +20,7 @@ bool is_tchar(char c) {
 
 void HeadScanner::reset() {
     bytes_ = 0;
-    line_ = 0;
+    line_ = section_ == Section::head ? 0 : 1; // trailers have no request line
     line_len_ = 0;
     prev_cr_ = false;
     prev_sp_ = false;
@@ -51,12 +51,21 @@ HeadScanner::Verdict HeadScanner::scan(const char* data, std::size_t len, std::s
         const char c = data[i];
         used = i + 1;
         if (++bytes_ > max_bytes_) {
-            return line_ == 0 ? fail(414, "request target too long")
-                              : fail(431, "request header section too large");
+            if (line_ == 0) {
+                if (line_len_ == 0) {
+                    return fail(400, "too many empty lines before the request line");
+                }
+                // RFC 9112 3: a method longer than any implemented is a 501.
+                return spaces_ == 0 ? fail(501, "request method too long")
+                                    : fail(414, "request target too long");
+            }
+            return fail(431, in_section("request header section too large",
+                                        "request trailer section too large"));
         }
         if (prev_cr_) {
             if (c != '\n') {
-                return fail(400, "bare CR in the request head");
+                return fail(400, in_section("bare CR in the request head",
+                                            "bare CR in the trailer section"));
             }
             prev_cr_ = false;
             if (line_len_ == 0) {
@@ -79,7 +88,8 @@ HeadScanner::Verdict HeadScanner::scan(const char* data, std::size_t len, std::s
             continue;
         }
         if (c == '\n') {
-            return fail(400, "bare LF in the request head (lines end with CRLF)");
+            return fail(400, in_section("bare LF in the request head (lines end with CRLF)",
+                                        "bare LF in the trailer section (lines end with CRLF)"));
         }
         if (line_ > 0 && line_len_ > 0) {
             // Inside a header line only CR and LF matter: jump to the next one with
@@ -89,13 +99,15 @@ HeadScanner::Verdict HeadScanner::scan(const char* data, std::size_t len, std::s
             const void* cr = std::memchr(rest, '\r', n);
             const std::size_t span = cr ? static_cast<std::size_t>(static_cast<const char*>(cr) - rest) : n;
             if (std::memchr(rest, '\n', span) != nullptr) {
-                return fail(400, "bare LF in the request head (lines end with CRLF)");
+                return fail(400, in_section("bare LF in the request head (lines end with CRLF)",
+                                            "bare LF in the trailer section (lines end with CRLF)"));
             }
             // This byte was counted above; count the rest of the span too.
             if (span > 1) {
                 bytes_ += span - 1;
                 if (bytes_ > max_bytes_) {
-                    return fail(431, "request header section too large");
+                    return fail(431, in_section("request header section too large",
+                                                "request trailer section too large"));
                 }
             }
             line_len_ += span;
@@ -125,10 +137,11 @@ HeadScanner::Verdict HeadScanner::scan(const char* data, std::size_t len, std::s
             prev_sp_ = c == ' ';
         } else if (line_len_ == 0) {
             if (c == ' ' || c == '\t') {
-                return fail(400, "obsolete line folding in the request head");
+                return fail(400, in_section("obsolete line folding in the request head",
+                                            "obsolete line folding in the trailer section"));
             }
             if (c == ':') {
-                return fail(400, "empty header field name");
+                return fail(400, in_section("empty header field name", "empty trailer field name"));
             }
         }
         ++line_len_;

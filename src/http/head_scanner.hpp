@@ -13,8 +13,14 @@ namespace appserver::http {
 class HeadScanner {
 public:
     enum class Verdict { more, done, error };
+    // A request head (request line, field lines, blank line) or the trailer section
+    // after a last chunk (field lines, blank line; RFC 9112 7.1.2), held to the same rules.
+    enum class Section { head, trailers };
 
-    explicit HeadScanner(std::size_t max_bytes) : max_bytes_(max_bytes) {}
+    explicit HeadScanner(std::size_t max_bytes, Section section = Section::head)
+        : max_bytes_(max_bytes), section_(section) {
+        reset();
+    }
     void reset();
 
     // Scans up to len bytes; used = how many belong to the head (it stops after the
@@ -40,8 +46,13 @@ public:
 
 private:
     Verdict fail(int status, const char* reason);
+    // The reason to give, by section.
+    const char* in_section(const char* head_reason, const char* trailers_reason) const {
+        return section_ == Section::head ? head_reason : trailers_reason;
+    }
 
     std::size_t max_bytes_;
+    Section section_;
     std::size_t bytes_ = 0;
     std::size_t line_ = 0;      // index of the current line; 0 = request line
     std::size_t line_len_ = 0;

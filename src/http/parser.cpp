@@ -96,7 +96,9 @@ void RequestHead::clear() {
 }
 
 RequestParser::RequestParser(const ParserLimits& limits)
-    : limits_(limits), scanner_(limits.max_header_size) {
+    : limits_(limits),
+      scanner_(limits.max_header_size),
+      trailer_scanner_(limits.max_header_size, HeadScanner::Section::trailers) {
     llhttp_init(&parser_, HTTP_REQUEST, settings());
     parser_.data = this;
     head_.bytes.reserve(1024);
@@ -213,6 +215,29 @@ std::size_t RequestParser::execute_step(const char* data, std::size_t len, bool&
     if (size_line_next_ && state_ == State::body) {
         return len == 0 ? 0 : execute_size_line(data, len, more);
     }
+    if (trailers_next_ && state_ == State::body) {
+        return len == 0 ? 0 : execute_trailers(data, len, more);
+    }
+    return run_llhttp(data, len, more);
+}
+
+// Paused after the last chunk's size line (trailers_next_): the trailer section gets the
+// head's raw-byte checks before llhttp reads it. llhttp alone would end it at a bare LF,
+// where other parsers read on: two views of where the next request starts.
+std::size_t RequestParser::execute_trailers(const char* data, std::size_t len, bool& more) {
+    std::size_t used = 0;
+    const HeadScanner::Verdict verdict = trailer_scanner_.scan(data, len, used);
+    if (verdict == HeadScanner::Verdict::error) {
+        fail(trailer_scanner_.error_status(), trailer_scanner_.error_reason());
+        return used;
+    }
+    if (verdict == HeadScanner::Verdict::done) {
+        trailers_next_ = false; // llhttp ends the message at the same byte
+    }
+    return run_llhttp(data, used, more);
+}
+
+std::size_t RequestParser::run_llhttp(const char* data, std::size_t len, bool& more) {
     exec_end_ = data + len;
     llhttp_errno_t err = llhttp_execute(&parser_, data, len);
     std::size_t consumed = err == HPE_OK ? len : static_cast<std::size_t>(llhttp_get_error_pos(&parser_) - data);
@@ -231,8 +256,9 @@ std::size_t RequestParser::execute_step(const char* data, std::size_t len, bool&
         more = true;
         return consumed;
     }
-    if (err == HPE_PAUSED && state_ == State::body && size_line_next_) {
-        // At the start of a chunk-size line (on_headers_complete, on_chunk_complete).
+    if (err == HPE_PAUSED && state_ == State::body && (size_line_next_ || trailers_next_)) {
+        // At the start of a chunk-size line (on_headers_complete, on_chunk_complete) or
+        // of the trailer section (on_chunk_header of the last chunk).
         llhttp_resume(&parser_);
         more = true;
         return consumed;
@@ -255,6 +281,10 @@ std::size_t RequestParser::execute_step(const char* data, std::size_t len, bool&
         return consumed;
     }
     if (state_ == State::error) {
+        return consumed;
+    }
+    if (err == HPE_PAUSED_H2_UPGRADE) { // "PRI * HTTP/2.0": the HTTP/2 connection preface
+        fail(505, "HTTP/2 is not supported (HTTP/1.1 only)");
         return consumed;
     }
     if (err == HPE_INVALID_METHOD || err == HPE_INVALID_VERSION) {
@@ -302,7 +332,13 @@ void RequestParser::next_message() {
     ext_part_bytes_ = 0;
     ext_value_then_semicolon_ = false;
     other_transfer_coding_ = false;
+    transfer_encoding_ = false;
+    empty_transfer_coding_ = false;
+    connection_close_ = false;
+    connection_keep_alive_ = false;
+    trailers_next_ = false;
     scanner_.reset();
+    trailer_scanner_.reset();
     deferred_error_ = HPE_OK;
     message_begun_ = false;
     field_open_ = false;
@@ -439,13 +475,35 @@ int RequestParser::on_header_value_complete(llhttp_t* p) {
             return HPE_USER;
         }
     }
-    if (iequals(head.view(field.name), "transfer-encoding") &&
-        lists_other_coding(head.view(field.value))) {
-        self->other_transfer_coding_ = true;
-    }
-    if (iequals(head.view(field.name), "expect") &&
-        iequals(head.view(field.value), "100-continue")) {
-        head.expect_continue = true;
+    const std::string_view name = head.view(field.name);
+    const std::string_view value = head.view(field.value);
+    if (iequals(name, "transfer-encoding")) {
+        // Judged here, not from llhttp's flags: llhttp sets none for an empty value, so
+        // "Transfer-Encoding:" next to a Content-Length would frame by the length while
+        // a front end that honours the empty field frames otherwise (RFC 9112 6.3).
+        self->transfer_encoding_ = true;
+        if (lists_other_coding(value)) {
+            self->other_transfer_coding_ = true;
+        }
+        if (any_list_element(value, [](std::string_view item) { return item.empty(); })) {
+            self->empty_transfer_coding_ = true;
+        }
+    } else if (iequals(name, "connection")) {
+        // Tokens with the OWS of RFC 9110 5.6.1 around them, HTAB included ("close\t"),
+        // which llhttp's flags miss.
+        any_list_element(value, [self](std::string_view item) {
+            if (iequals(item, "close")) {
+                self->connection_close_ = true;
+            } else if (iequals(item, "keep-alive")) {
+                self->connection_keep_alive_ = true;
+            }
+            return false;
+        });
+    } else if (iequals(name, "expect")) {
+        // RFC 9110 10.1.1: 100-continue is the one expectation defined; others are ignored.
+        if (any_list_element(value, [](std::string_view item) { return iequals(item, "100-continue"); })) {
+            head.expect_continue = true;
+        }
     }
     return 0;
 }
@@ -492,12 +550,23 @@ int RequestParser::on_headers_complete(llhttp_t* p) {
         return -1;
     }
     // RFC 9112 9.3: "close" wins over "keep-alive"; 1.0 persists only when asked to.
-    head.keep_alive = (p->flags & F_CONNECTION_CLOSE) == 0 &&
-                      (http11 || (p->flags & F_CONNECTION_KEEP_ALIVE) != 0);
+    const bool close = self->connection_close_ || (p->flags & F_CONNECTION_CLOSE) != 0;
+    const bool asked_keep_alive =
+        self->connection_keep_alive_ || (p->flags & F_CONNECTION_KEEP_ALIVE) != 0;
+    head.keep_alive = !close && (http11 || asked_keep_alive);
     if (p->upgrade != 0) {
         head.keep_alive = false; // no protocol switch under WSGI: answer, then close
     }
     head.chunked = (p->flags & F_CHUNKED) != 0;
+    if (self->transfer_encoding_ && (!head.chunked || self->empty_transfer_coding_)) {
+        // RFC 9112 6.3: Transfer-Encoding without chunked as the final coding leaves the
+        // body's length unknown: 400, then close. An empty list element is refused too
+        // (as llhttp refuses "chunked,"): this field decides framing, so no leniency.
+        self->fail(400, self->empty_transfer_coding_
+                            ? "empty element in Transfer-Encoding"
+                            : "Transfer-Encoding does not end with chunked");
+        return -1;
+    }
     if (head.chunked && self->other_transfer_coding_) {
         // RFC 9112 6.1: a transfer coding we do not implement (gzip, deflate...) is 501;
         // passing the still-encoded body to the app as if plain would be wrong. (Without
@@ -505,7 +574,7 @@ int RequestParser::on_headers_complete(llhttp_t* p) {
         self->fail(501, "transfer codings other than chunked are not implemented");
         return -1;
     }
-    if (!http11 && (p->flags & F_TRANSFER_ENCODING) != 0) {
+    if (!http11 && self->transfer_encoding_) {
         head.keep_alive = false; // RFC 9112 6.1: 1.0 framing with chunked: close after
     }
     head.has_content_length = (p->flags & F_CONTENT_LENGTH) != 0;
@@ -541,6 +610,10 @@ int RequestParser::on_chunk_header(llhttp_t* p) {
     self->size_line_next_ = false;
     self->size_line_read_ = true;
     self->last_chunk_ = p->content_length == 0;
+    if (self->last_chunk_) {
+        self->trailers_next_ = true; // see execute_trailers()
+        return HPE_PAUSED;
+    }
     return 0;
 }
 

@@ -103,8 +103,11 @@ private:
     static int on_chunk_header(llhttp_t* p);
     static int on_chunk_complete(llhttp_t* p);
     std::size_t execute_size_line(const char* data, std::size_t len, bool& more);
-    // One llhttp run; more = go on with the rest (after a pause we resolved).
+    // One step over data: a chunk-size line, checked trailer bytes, or an llhttp run;
+    // more = go on with the rest (after a pause we resolved).
     std::size_t execute_step(const char* data, std::size_t len, bool& more);
+    std::size_t execute_trailers(const char* data, std::size_t len, bool& more);
+    std::size_t run_llhttp(const char* data, std::size_t len, bool& more);
     static int on_chunk_extension_name(llhttp_t* p, const char* at, std::size_t len);
     static int on_chunk_extension_name_complete(llhttp_t* p);
     static int on_chunk_extension_value(llhttp_t* p, const char* at, std::size_t len);
@@ -127,11 +130,16 @@ private:
     std::size_t trailer_bytes_ = 0;
     std::size_t host_fields_ = 0;
     bool other_transfer_coding_ = false; // a coding other than chunked was listed
+    bool transfer_encoding_ = false;     // a Transfer-Encoding field, even an empty one
+    bool empty_transfer_coding_ = false; // ... with an empty list element
+    bool connection_close_ = false;      // "close" among the Connection tokens
+    bool connection_keep_alive_ = false; // "keep-alive" among them
     std::size_t chunk_ext_bytes_ = 0;  // chunk extensions on the current chunk-size line
     // llhttp is paused where a chunk-size line starts: the line is collected whole
     // (size_line_), normalised (size_line_clean_), then fed (execute_size_line).
     bool size_line_next_ = false;
     bool last_chunk_ = false;          // the chunk being read has size 0
+    bool trailers_next_ = false;       // paused where the trailer section starts
     bool size_line_read_ = false;      // llhttp finished the size line it was given
     std::string size_line_;
     std::string size_line_clean_;
@@ -140,6 +148,7 @@ private:
     const char* exec_end_ = nullptr;   // end of the bytes llhttp is executing
     bool ext_value_then_semicolon_ = false;
     HeadScanner scanner_;
+    HeadScanner trailer_scanner_;
     llhttp_errno_t deferred_error_ = HPE_OK; // a request-line error awaiting its verdict
     std::string deferred_reason_;
     State state_ = State::head;

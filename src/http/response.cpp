@@ -37,7 +37,7 @@ bool parse_status(std::string_view status, int& code) {
         }
         value = value * 10 + (c - '0');
     }
-    if (value < 100) {
+    if (value < 100 || value > 599) { // RFC 9110 15: the valid range is 100-599
         return false;
     }
     if (status.size() > 3) {

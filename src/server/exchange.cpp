@@ -238,6 +238,11 @@ void Exchange::prepare_head(std::uint64_t known_length, bool length_known) {
             append_number(head_buf_, app_length_);
             head_buf_.append("\r\n");
         }
+    } else if (status_code_ == 205) {
+        // RFC 9110 15.3.6: no content in a 205, yet (unlike 204) its framing is not
+        // implied: say the body is empty so the connection can carry the next response.
+        framing_ = http::Framing::none;
+        head_buf_.append("Content-Length: 0\r\n");
     } else if (head_request) {
         framing_ = http::Framing::none;
         // Only the app knows what a GET would have carried; an empty HEAD body says

@@ -227,6 +227,20 @@ def test_expect_100_continue_sent_when_app_reads(app_server):
             assert c.request("GET", "/hello").body == HELLO
 
 
+def test_expect_100_continue_among_other_expectations(app_server):
+    with RawHTTP(app_server.port) as c:
+        c.send(
+            build_request(
+                "POST", "/input/read", [("Content-Length", "5"), ("Expect", "100-continue, x-other")],
+                port=app_server.port,
+            )
+        )
+        assert c.read_response(return_interim=True).status == 100
+        c.send(b"hello")
+        final = c.read_response()
+        assert base64.b64decode(json.loads(final.body)["body"]) == b"hello"
+
+
 def test_expect_100_continue_with_chunked_body(app_server):
     with RawHTTP(app_server.port) as c:
         c.send(
@@ -326,6 +340,14 @@ MALFORMED = [
     ("absolute-form-bad-port", b"GET http://a:xx/hello HTTP/1.1\r\n" + H + b"\r\n", {400}),
     ("absolute-form-other-scheme", b"GET ftp://a/hello HTTP/1.1\r\n" + H + b"\r\n", {400}),
     ("fragment-in-target", b"GET /hello#top HTTP/1.1\r\n" + H + b"\r\n", {400}),
+    ("te-empty-with-cl", b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: 5\r\nTransfer-Encoding:\r\n\r\nhello", {400}),
+    ("te-empty-alone", b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: \r\n\r\n5\r\nhello\r\n0\r\n\r\n", {400}),
+    ("te-chunked-and-empty-field", b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\nTransfer-Encoding:\r\n\r\n0\r\n\r\n", {400}),
+    ("trailer-ends-with-bare-lf", CHUNKED_POST + b"5\r\nhello\r\n0\r\n\n", {400}),
+    ("trailer-field-then-bare-lf", CHUNKED_POST + b"5\r\nhello\r\n0\r\nX-T: a\r\n\n", {400}),
+    ("trailer-obs-fold", CHUNKED_POST + b"5\r\nhello\r\n0\r\nX-T: a\r\n b\r\n\r\n", {400}),
+    ("trailer-empty-name", CHUNKED_POST + b"5\r\nhello\r\n0\r\n: a\r\n\r\n", {400}),
+    ("http2-preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", {505}),
 ]
 
 
@@ -361,6 +383,43 @@ def test_smuggling_attempt_does_not_reach_app(app_server, token):
         assert c.wait_closed()
     assert_serves(app_server)
     assert not app_server.marker(f"ran-{token}").exists(), "smuggled request reached the app"
+
+
+@pytest.mark.parametrize(
+    "head, body",
+    [
+        pytest.param(b"Content-Length: %d\r\nTransfer-Encoding:\r\n", b"", id="empty-te-beside-cl"),
+        pytest.param(b"Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\n0\r\n\n", id="trailers-end-at-bare-lf"),
+    ],
+)
+def test_framing_disagreements_do_not_smuggle(app_server, token, head, body):
+    """Bytes another parser reads as one request's body must not become a second request."""
+    hidden = build_request("GET", f"/mark?token={token}", port=app_server.port)
+    if b"%d" in head:
+        head = head % len(hidden)
+    with RawHTTP(app_server.port) as c:
+        c.send(b"POST /echo HTTP/1.1\r\n" + H + head + b"\r\n" + body + hidden, tolerate_close=True)
+        assert c.read_response().status == 400
+        assert c.wait_closed()
+    assert_serves(app_server)
+    assert not app_server.marker(f"ran-{token}").exists(), "smuggled request reached the app"
+
+
+@pytest.mark.parametrize("value", ["close\t", "close\t, foo", "foo,\tclose\t"])
+def test_connection_close_token_with_tabs_is_honoured(app_server, token, value):
+    """RFC 9110 5.6.1: HTAB is OWS around list elements; RFC 9112 9.6: nothing after close."""
+    port = app_server.port
+    with RawHTTP(port) as c:
+        c.send(
+            build_request("GET", f"/mark?token={token}-a", [("Connection", value)], port=port)
+            + build_request("GET", f"/mark?token={token}-b", port=port)
+        )
+        resp = c.read_response()
+        assert resp.status == 200
+        assert resp.has_token("Connection", "close")
+        assert c.wait_closed()
+    assert_serves(app_server)
+    assert not app_server.marker(f"ran-{token}-b").exists()
 
 
 def test_huge_header_gets_431(app_server):

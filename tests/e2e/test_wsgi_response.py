@@ -313,7 +313,7 @@ def test_bad_response_header_gives_500(app_server, kind, token):
 
 
 @pytest.mark.parametrize("kind", ["crlf", "letters", "two-digits", "four-digits", "no-space", "empty", "zero", "bytes", "none",
-                                  "interim-100", "interim-103"])
+                                  "interim-100", "interim-103", "above-599", "nine-nine-nine"])
 def test_bad_status_gives_500(app_server, kind, token):
     resp = http_get(app_server.port, f"/bad-status?kind={kind}&token={token}")
     assert_server_500(resp, forbidden=(b"Injected", b"must-not-be-sent"))
@@ -399,6 +399,17 @@ def test_no_body_statuses(app_server, token, code, app_body):
     assert r1.header("Transfer-Encoding") is None
     if code == 204:
         assert r1.header("Content-Length") is None
+    assert_closed_marker(app_server, token)
+
+
+@pytest.mark.parametrize("app_body", ["0", "1"])
+def test_205_has_empty_content_and_says_so(app_server, token, app_body):
+    """RFC 9110 15.3.6: no content in a 205; unlike 204 its framing must be stated."""
+    r1 = pipelined(app_server, build_request("GET", f"/status?code=205&body={app_body}&token={token}", port=app_server.port))
+    assert r1.status == 205
+    assert r1.header("Content-Length") == "0"
+    assert r1.header("Transfer-Encoding") is None
+    assert r1.body == b""
     assert_closed_marker(app_server, token)
 
 

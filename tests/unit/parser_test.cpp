@@ -275,6 +275,23 @@ TEST(RequestParser, KeepAliveRules) {
     EXPECT_TRUE(keep_alive_of("GET / HTTP/1.0\r\nConnection: foo, keep-alive\r\n\r\n"));
 }
 
+TEST(RequestParser, ConnectionTokensMayCarryTabs) {
+    // RFC 9110 5.6.1: OWS (SP or HTAB) may surround list elements; "close\t" is "close".
+    EXPECT_FALSE(keep_alive_of("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\t\r\n\r\n"));
+    EXPECT_FALSE(keep_alive_of("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\t, foo\r\n\r\n"));
+    EXPECT_FALSE(keep_alive_of("GET / HTTP/1.1\r\nHost: a\r\nConnection: foo,\tclose\t\r\n\r\n"));
+    EXPECT_FALSE(keep_alive_of("GET / HTTP/1.0\r\nConnection: keep-alive, close\t\r\n\r\n"));
+    EXPECT_TRUE(keep_alive_of("GET / HTTP/1.0\r\nConnection: keep-alive\t\r\n\r\n"));
+    // A token that merely contains the word is not it.
+    EXPECT_TRUE(keep_alive_of("GET / HTTP/1.1\r\nHost: a\r\nConnection: closed\r\n\r\n"));
+    EXPECT_TRUE(keep_alive_of("GET / HTTP/1.1\r\nHost: a\r\nConnection: x-close\r\n\r\n"));
+}
+
+TEST(RequestParser, ConnectionCloseInASecondFieldCounts) {
+    EXPECT_FALSE(keep_alive_of("GET / HTTP/1.1\r\nHost: a\r\nConnection: foo\r\n"
+                               "Connection: close\t\r\n\r\n"));
+}
+
 TEST(RequestParser, CloseWinsOverKeepAliveOnHttp10) {
     // RFC 9112 9.3: "close" present -> the connection does not persist, whatever the version.
     EXPECT_FALSE(keep_alive_of("GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n"));
@@ -616,6 +633,11 @@ TEST(RequestParser, ExpectContinueDetection) {
     EXPECT_FALSE(expects_continue("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"));
     EXPECT_FALSE(expects_continue(
         "POST / HTTP/1.1\r\nHost: a\r\nExpect: something-else\r\nContent-Length: 5\r\n\r\n"));
+    // A list: 100-continue among other (ignored) expectations still asks for the 100.
+    EXPECT_TRUE(expects_continue(
+        "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue, foo\r\nContent-Length: 5\r\n\r\n"));
+    EXPECT_TRUE(expects_continue(
+        "POST / HTTP/1.1\r\nHost: a\r\nExpect: foo,\t100-continue\r\nContent-Length: 5\r\n\r\n"));
 
     RequestParser p;
     feed(p, "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
@@ -677,6 +699,34 @@ TEST(RequestParser, TransferEncodingNotEndingInChunkedIs400) {
     EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\nabc"), 400);
     EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"
                         "abc"),
+              400);
+}
+
+TEST(RequestParser, EmptyTransferEncodingIs400) {
+    // RFC 9112 6.3: Transfer-Encoding is present and chunked is not its final coding,
+    // however empty the field: 400, never framing by the Content-Length beside it.
+    EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+                        "Transfer-Encoding:\r\n\r\nhello"),
+              400);
+    EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n"
+                        "Content-Length: 5\r\n\r\nhello"),
+              400);
+    EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:   \r\n"
+                        "Content-Length: 5\r\n\r\nhello"),
+              400);
+    EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n"
+                        "5\r\nhello\r\n0\r\n\r\n"),
+              400);
+    EXPECT_EQ(status_of_bytewise("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n"
+                                 "5\r\nhello\r\n0\r\n\r\n"),
+              400);
+    EXPECT_EQ(status_of("GET / HTTP/1.0\r\nTransfer-Encoding:\r\n\r\n"), 400);
+    // An empty element beside chunked, in one field or across two, is refused alike.
+    const std::string body = "5\r\nhello\r\n0\r\n\r\n";
+    EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n"
+                        "Transfer-Encoding:\r\n\r\n" + body),
+              400);
+    EXPECT_EQ(status_of("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: , chunked\r\n\r\n" + body),
               400);
 }
 
@@ -878,6 +928,15 @@ TEST(RequestParser, HeaderSectionOverLimitIs431) {
     EXPECT_EQ(status_of("GET /" + std::string(2000, 'p') + " HTTP/1.1\r\nHost: a\r\n\r\n",
                         limits),
               414);
+    // A method that long is one this server does not implement (RFC 9112 3), and a
+    // flood of empty lines before the request line is no target at all.
+    EXPECT_EQ(status_of(std::string(2000, 'M') + " / HTTP/1.1\r\nHost: a\r\n\r\n", limits), 501);
+    EXPECT_EQ(status_of_bytewise(std::string(2000, 'M') + " / HTTP/1.1\r\nHost: a\r\n\r\n", limits), 501);
+    std::string blank_lines;
+    for (int i = 0; i < 600; ++i) {
+        blank_lines += "\r\n";
+    }
+    EXPECT_EQ(status_of(blank_lines + "GET / HTTP/1.1\r\nHost: a\r\n\r\n", limits), 400);
     std::string many = "GET / HTTP/1.1\r\nHost: a\r\n";
     for (int i = 0; i < 60; ++i) {
         many += "X-Header-" + std::to_string(i) + ": some value\r\n";
@@ -912,6 +971,60 @@ TEST(RequestParser, TrailerSectionIsBounded) {
     const ParserLimits limits{1024, 100, 0};
     const std::string head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
     EXPECT_EQ(status_of(head + "0\r\nX-T: " + std::string(5000, 't') + "\r\n\r\n", limits), 431);
+}
+
+TEST(RequestParser, TrailerSectionFollowsTheHeadsRules) {
+    // A bare LF must not end the trailer section: other parsers read on there, and the
+    // two would disagree about where the next request starts.
+    const std::string head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+    const std::string next = "GET /second HTTP/1.1\r\nHost: a\r\n\r\n";
+    const std::vector<std::pair<std::string, std::string>> bad = {
+        {"0\r\n\n", "bare LF"},
+        {"0\r\nX: a\r\n\n", "bare LF"},
+        {"0;a=1\r\n\n", "bare LF"},
+        {"0\r\nX: a\n\r\n", "bare LF"},
+        {"0\r\nX: a\r\r\n\r\n", "bare CR"},
+        {"0\r\nX: a\r\n b\r\n\r\n", "folding"},
+        {"0\r\nX: a\r\n\tb\r\n\r\n", "folding"},
+        {"0\r\n: a\r\n\r\n", "empty trailer field name"},
+    };
+    for (const auto& [trailer, why] : bad) {
+        const std::string req = head + "5\r\nhello\r\n" + trailer + next;
+        SCOPED_TRACE(trailer);
+        RequestParser p;
+        feed(p, req);
+        ASSERT_EQ(p.state(), State::error);
+        EXPECT_EQ(p.error_status(), 400);
+        EXPECT_NE(p.error_reason().find(why), std::string::npos) << p.error_reason();
+        EXPECT_EQ(status_of_bytewise(req), 400);
+        for (std::size_t at = head.size(); at < req.size(); ++at) {
+            RequestParser q;
+            feed_split(q, req, at);
+            EXPECT_EQ(q.state(), State::error) << "split at " << at;
+        }
+    }
+    // Well-formed trailers still end the message exactly, with the next request left over.
+    for (const std::string trailer : {"0\r\n\r\n", "0\r\nX: a\r\nY:\r\n\r\n", "0;e=\"q\"\r\nX: a\r\n\r\n"}) {
+        const std::string req = head + "5\r\nhello\r\n" + trailer;
+        SCOPED_TRACE(trailer);
+        RequestParser p;
+        EXPECT_EQ(feed(p, req + next), req.size());
+        ASSERT_EQ(p.state(), State::complete) << p.error_reason();
+        EXPECT_EQ(p.body(), "hello");
+        RequestParser q;
+        EXPECT_EQ(feed_bytewise(q, req + next), req.size());
+        EXPECT_EQ(q.state(), State::complete) << q.error_reason();
+        p.next_message(); // the trailer checks start over with the next message
+        EXPECT_EQ(feed(p, req), req.size());
+        EXPECT_EQ(p.state(), State::complete) << p.error_reason();
+    }
+}
+
+TEST(RequestParser, Http2PrefaceIs505) {
+    const Parsed r = parse("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    ASSERT_EQ(r.state, State::error);
+    EXPECT_EQ(r.status, 505);
+    EXPECT_NE(r.reason.find("HTTP/2"), std::string::npos) << r.reason;
 }
 
 TEST(RequestParser, BodyOverLimitByContentLengthIs413UpFront) {

@@ -39,7 +39,7 @@ TEST(ParseStatus, AcceptsCodeWithReason) {
     EXPECT_TRUE(parses("404 Not Found", 404));
     EXPECT_TRUE(parses("503 Service Unavailable", 503));
     EXPECT_TRUE(parses("100 Continue", 100));
-    EXPECT_TRUE(parses("999 Whatever", 999));
+    EXPECT_TRUE(parses("599 Whatever", 599));
     EXPECT_TRUE(parses("201 Created\tand more", 201)); // HTAB is allowed in a reason
     EXPECT_TRUE(parses("200 d\xe9j\xe0 vu", 200));       // obs-text too
     EXPECT_TRUE(parses("200 ", 200));                   // empty reason-phrase
@@ -58,6 +58,9 @@ TEST(ParseStatus, RejectsMalformedStatus) {
     EXPECT_TRUE(rejects("abc OK"));
     EXPECT_TRUE(rejects("2OO OK")); // letter O
     EXPECT_TRUE(rejects("200OK"));
+    EXPECT_TRUE(rejects("600 Too High")); // RFC 9110 15: 100-599
+    EXPECT_TRUE(rejects("999 Whatever"));
+    EXPECT_TRUE(rejects("099 Too Low"));
     EXPECT_TRUE(rejects("2000 OK"));
     EXPECT_TRUE(rejects("1000"));
     EXPECT_TRUE(rejects(" 200 OK"));

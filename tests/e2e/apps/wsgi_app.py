@@ -552,6 +552,8 @@ BAD_STATUSES = {
     "none": None,
     "interim-100": "100 Continue",
     "interim-103": "103 Early Hints",
+    "above-599": "600 Too High",
+    "nine-nine-nine": "999 Whatever",
 }
 
 
@@ -623,7 +625,8 @@ def route_status(environ, start_response):
     """Any status; with body=1 the app (wrongly) supplies a body the server must drop."""
     q = query(environ)
     code = int(q["code"])
-    reasons = {200: "OK", 204: "No Content", 304: "Not Modified", 404: "Not Found", 418: "I'm a teapot"}
+    reasons = {200: "OK", 204: "No Content", 205: "Reset Content", 304: "Not Modified", 404: "Not Found",
+               418: "I'm a teapot"}
     headers = [("X-Status-Route", str(code))]
     body = b"body-that-must-not-be-sent" if q.get("body") == "1" else b""
     if code not in (204, 304):
