@@ -377,7 +377,8 @@ const std::vector<OptionSpec>& option_table() {
         {"read-timeout", {}, "Timeouts", seconds<&Config::read_timeout>(),
          "A wsgi.input read waits at most this long for the next body bytes; then it raises OSError and the connection is closed."},
         {"write-timeout", {}, "Timeouts", seconds<&Config::write_timeout>(),
-         "Each response write (a chunk, or a whole list response) must be taken by the client within this long, else the connection is closed."},
+         "Close the connection when the client takes no response bytes for this long (a "
+         "client that keeps reading, however slowly, gets the whole response)."},
         {"request-queue-timeout", {}, "Timeouts", seconds<&Config::request_queue_timeout>(),
          "A request that waited this long in the request queue gets 503 instead of reaching "
          "the application (its client has most likely given up)."},

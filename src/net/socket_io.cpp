@@ -52,11 +52,14 @@ IoResult write_all(int fd, iovec* iov, int iovcnt, double timeout_s, BlockingSco
 IoResult write_or_defer(int fd, iovec*& iov, int& iovcnt, double timeout_s,
                         std::size_t defer_limit, bool& deferred, BlockingScope& scope) {
     deferred = false;
-    // One deadline for the whole call: a client that reads a byte now and then cannot
-    // hold the thread longer than timeout_s per write.
-    const auto deadline = std::chrono::steady_clock::now() +
-                          std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                              std::chrono::duration<double>(timeout_s));
+    // timeout_s bounds the time without progress, not the whole write: a client that keeps
+    // reading, however slowly, gets the whole response (as NGINX's send_timeout), one that
+    // stops reading is dropped. (A slow reader does not hold a blocking thread for the end
+    // of a finished response: that goes to the event loop, see write_or_defer's callers.)
+    const auto patience = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        std::chrono::duration<double>(timeout_s));
+    std::chrono::steady_clock::time_point deadline{};
+    bool progressed = true; // since the deadline was set: start a new one at the next wait
     while (iovcnt > 0) {
         msghdr msg{};
         msg.msg_iov = iov;
@@ -77,9 +80,12 @@ IoResult write_or_defer(int fd, iovec*& iov, int& iovcnt, double timeout_s,
                         return IoResult::ok;
                     }
                 }
-                const double left_s = std::chrono::duration<double>(
-                                          deadline - std::chrono::steady_clock::now())
-                                          .count();
+                const auto now = std::chrono::steady_clock::now();
+                if (progressed) {
+                    deadline = now + patience;
+                    progressed = false;
+                }
+                const double left_s = std::chrono::duration<double>(deadline - now).count();
                 if (left_s <= 0) {
                     return IoResult::timeout;
                 }
@@ -90,6 +96,9 @@ IoResult write_or_defer(int fd, iovec*& iov, int& iovcnt, double timeout_s,
                 continue;
             }
             return (errno == EPIPE || errno == ECONNRESET) ? IoResult::eof : IoResult::error;
+        }
+        if (n > 0) {
+            progressed = true;
         }
         auto left = static_cast<std::size_t>(n);
         while (iovcnt > 0 && left >= iov->iov_len) {

@@ -29,7 +29,8 @@ enum class IoResult { ok, eof, timeout, error };
 
 const char* describe(IoResult r);
 
-// Writes every byte of iov (which it may modify) within timeout_s in total.
+// Writes every byte of iov (which it may modify); timeout when the peer takes nothing
+// for timeout_s.
 IoResult write_all(int fd, iovec* iov, int iovcnt, double timeout_s, BlockingScope& scope);
 
 // The same, except that when the socket would block with at most defer_limit bytes left

@@ -152,19 +152,31 @@ void Connection::on_exchange_done() {
     }
 }
 
+// One write_some at a time, so that every bit of progress moves the deadline: a client
+// that keeps reading, however slowly, gets the whole tail; one that stops reading for
+// --write-timeout is dropped.
 void Connection::write_deferred_tail() {
-    phase_ = Phase::writing;
+    if (phase_ != Phase::writing) {
+        phase_ = Phase::writing;
+        tail_sent_ = 0;
+    }
     deadline_ = clock::now() + seconds(config_.write_timeout);
-    boost::asio::async_write(
-        socket_, boost::asio::buffer(deferred_tail_),
-        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
-            self->release_deferred_tail();
+    socket_.async_write_some(
+        boost::asio::buffer(deferred_tail_.data() + tail_sent_, deferred_tail_.size() - tail_sent_),
+        [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
             if (ec || self->phase_ != Phase::writing) {
+                self->release_deferred_tail();
                 spdlog::debug("response write to {} failed: {}", self->remote_addr_,
                               ec ? ec.message() : "connection closed");
                 self->close();
                 return;
             }
+            self->tail_sent_ += n;
+            if (self->tail_sent_ < self->deferred_tail_.size()) {
+                self->write_deferred_tail();
+                return;
+            }
+            self->release_deferred_tail();
             self->on_exchange_done();
         });
 }
@@ -225,8 +237,12 @@ void Connection::check_deadline(clock::time_point now) {
             return;
         }
         close();
-    } else if (phase_ == Phase::closing || phase_ == Phase::writing) {
-        close(); // a write still pending is aborted and its handler releases the tail
+    } else if (phase_ == Phase::writing) {
+        spdlog::info("response to {} cut off: the client took nothing for {}s (--write-timeout)",
+                     remote_addr_, config_.write_timeout);
+        close(); // the pending write is aborted and its handler releases the tail
+    } else if (phase_ == Phase::closing) {
+        close();
     }
 }
 

@@ -60,6 +60,7 @@ private:
     clock::time_point queued_at_;
     bool lingering_ = false;
     std::size_t linger_dropped_ = 0;
+    std::size_t tail_sent_ = 0; // bytes of the deferred tail the client has taken
 };
 
 } // namespace appserver::server

@@ -320,7 +320,12 @@ bool Exchange::write_iov(net::BlockingScope& scope, Defer defer) {
     if (r != net::IoResult::ok) {
         client_gone_ = true;
         keep_alive_ = false;
-        spdlog::debug("response write to {} failed: {}", remote_addr_, net::describe(r));
+        if (r == net::IoResult::timeout) {
+            spdlog::info("response to {} cut off: the client took nothing for {}s (--write-timeout)",
+                         remote_addr_, config_.write_timeout);
+        } else {
+            spdlog::debug("response write to {} failed: {}", remote_addr_, net::describe(r));
+        }
         return false;
     }
     return true;

@@ -206,7 +206,8 @@ StartResponseObject* new_start_response(server::Exchange* exchange) {
 
 void begin_server_send(StartResponseObject* state) {
     // Only an app that calls write() from a thread of its own, still writing when the app
-    // returned, gets into this loop; that write ends within --write-timeout.
+    // returned, gets into this loop; that write ends once the client takes its bytes or
+    // stops reading for --write-timeout.
     wait_until_cleared(state->writing);
     state->sending_result = 1;
 }

@@ -5,11 +5,15 @@ the tests check that a stalled peer is dealt with, never how fast."""
 
 import hashlib
 import json
+import random
 import signal
+import socket
+import time
 
 import pytest
 
 from e2e_helpers import (
+    HOST,
     RawHTTP,
     assert_serves,
     build_request,
@@ -163,6 +167,46 @@ def test_write_timeout_does_not_fire_while_the_app_is_slow(limited_server, token
     c.close()
     assert resp.status == 200
     assert resp.body == b"before-pause;after-pause"
+
+
+def _slow_client(port: int, path: str) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)  # small window: the server must wait
+    s.settimeout(30)
+    s.connect((HOST, port))
+    s.sendall(build_request("GET", path, port=port))
+    return s
+
+
+def test_write_timeout_spares_a_client_that_keeps_reading(limited_server):
+    """--write-timeout is 1 s without progress, not 1 s for the whole body: a client that
+    reads steadily (a small window, pausing 5 ms between reads) gets every byte of a body
+    that takes it seconds to read. A 20 MiB list is written by the blocking thread until
+    the rest fits the event loop's share (8 MiB), then by the loop: both keep waiting."""
+    size = 20 * 1024 * 1024
+    s = _slow_client(limited_server.port, f"/big-list?kib={size // 1024}")
+    data = bytearray()
+    try:
+        while b"\r\n\r\n" not in data or len(data) < data.index(b"\r\n\r\n") + 4 + size:
+            chunk = s.recv(65536)
+            assert chunk, f"the server cut the response after {len(data)} bytes"
+            data += chunk
+            time.sleep(0.005)  # pacing a slow reader, not synchronisation
+    finally:
+        s.close()
+    head, body = bytes(data).split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 200")
+    assert body == random.Random(size).randbytes(size)
+    assert_serves(limited_server)
+
+
+def test_write_timeout_drops_a_client_that_stops_reading(limited_server):
+    s = _slow_client(limited_server.port, f"/big-list?kib={16 * 1024}")
+    try:
+        limited_server.wait_for_log("the client took nothing for 1s (--write-timeout)", timeout=30)
+    finally:
+        s.close()
+    assert_serves(limited_server)
 
 
 def test_graceful_timeout_bounds_shutdown(server_factory, token):
