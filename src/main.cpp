@@ -6,6 +6,8 @@
 
 #include <pybind11/embed.h>
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -24,10 +26,20 @@ int main(int argc, char** argv) {
     PyConfig config;
     PyConfig_InitPythonConfig(&config);
     config.parse_argv = 0;
-    // Inside an activated virtualenv, start as its python so its site-packages apply.
+    // sys.executable must be a Python interpreter, not this server: apps run
+    // subprocess([sys.executable, ...]) and multiprocessing's spawn/forkserver start it
+    // with Python's own options. Inside an activated virtualenv that is its python (so
+    // its site-packages apply too); otherwise the interpreter appserver was built
+    // against, when it is still there.
+    std::string executable;
     if (const char* venv = std::getenv("VIRTUAL_ENV"); venv != nullptr && *venv != '\0') {
-        const std::string program = std::string(venv) + "/bin/python";
-        PyConfig_SetBytesString(&config, &config.program_name, program.c_str());
+        executable = std::string(venv) + "/bin/python";
+        PyConfig_SetBytesString(&config, &config.program_name, executable.c_str());
+    } else if (::access(APPSERVER_PYTHON_EXECUTABLE, X_OK) == 0) {
+        executable = APPSERVER_PYTHON_EXECUTABLE;
+    }
+    if (!executable.empty() && ::access(executable.c_str(), X_OK) == 0) {
+        PyConfig_SetBytesString(&config, &config.executable, executable.c_str());
     }
     const char* py_argv[] = {argv[0]};
     py::scoped_interpreter interpreter(&config, 1, py_argv, false);

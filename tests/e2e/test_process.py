@@ -36,6 +36,23 @@ def environ(server):
     return json.loads(resp.body)["environ"]
 
 
+# ---------------------------------------------------------------- the embedded interpreter
+
+
+@pytest.mark.parametrize("start_method", ["spawn", "forkserver"])
+def test_sys_executable_is_a_python_interpreter(app_server, start_method):
+    """subprocess and multiprocessing's spawn/forkserver start sys.executable with Python's
+    own options: under the standalone binary it must name a Python, not appserver."""
+    with RawHTTP(app_server.port, timeout=90) as c:
+        resp = c.request("GET", f"/interpreter?start_method={start_method}")
+    assert resp.status == 200, resp
+    out = json.loads(resp.body)
+    assert out["subprocess"]["rc"] == 0, out
+    assert out["subprocess"]["stdout"].startswith("(3, "), out
+    assert out["pool"] == [1, 4, 9], out
+    assert_serves(app_server)
+
+
 # ---------------------------------------------------------------- workers
 
 

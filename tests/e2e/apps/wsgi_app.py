@@ -900,8 +900,29 @@ def route_head_aware(environ, start_response):
     return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
 
 
+def _square(x):
+    return x * x
+
+
+def route_interpreter(environ, start_response):
+    """What apps do with sys.executable: run it, and start a multiprocessing pool with it."""
+    import multiprocessing
+    import subprocess
+
+    out = {"executable": sys.executable}
+    r = subprocess.run([sys.executable, "-c", "import sys; print(sys.version_info[:2])"],
+                       capture_output=True, text=True, timeout=60)
+    out["subprocess"] = {"rc": r.returncode, "stdout": r.stdout.strip(), "stderr": r.stderr[-500:]}
+    method = query(environ).get("start_method")
+    if method:
+        with multiprocessing.get_context(method).Pool(1) as pool:
+            out["pool"] = pool.map(_square, [1, 2, 3])
+    return respond_json(start_response, out)
+
+
 ROUTES.update(
     {
+        "/interpreter": route_interpreter,
         "/exc-info-bogus-after": route_exc_info_bogus_after,
         "/exc-info-bogus-before": route_exc_info_bogus_before,
         "/child-sigmask": route_child_sigmask,
