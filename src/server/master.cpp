@@ -30,7 +30,8 @@ struct Slot {
 sigset_t master_signals() {
     sigset_t set;
     sigemptyset(&set);
-    for (int s : {SIGCHLD, SIGINT, SIGTERM, SIGQUIT, SIGHUP}) {
+    for (int s : {SIGCHLD, SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGALRM,
+                  SIGTTIN, SIGTTOU}) {
         sigaddset(&set, s);
     }
     return set;
@@ -137,6 +138,11 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
             }
         } else if (sig == SIGHUP) {
             spdlog::warn("SIGHUP: reload is not supported yet; ignored");
+        } else if (sig > 0 && sig != SIGCHLD) {
+            // What gunicorn and uWSGI operators send (USR1 from logrotate, TTIN/TTOU to
+            // resize) must not stop the server: their default action would kill (or
+            // suspend) the master. appserver logs to stderr, so there is nothing to reopen.
+            spdlog::warn("{} (signal {}): nothing to do; ignored", ::strsignal(sig), sig);
         }
 
         // Reap whatever died, whatever woke us.

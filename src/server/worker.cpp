@@ -94,13 +94,16 @@ int Worker::run() {
     signals_.add(SIGINT);
     signals_.add(SIGQUIT);
     signals_.add(SIGHUP);
+    signals_.add(SIGUSR1);
+    signals_.add(SIGUSR2);
     wait_for_signal();
     // Signals stayed blocked since the fork so none could arrive before these handlers.
     // Unblock them before any thread starts: threads inherit the mask, and so does every
     // process the app spawns from them (a child with SIGTERM blocked cannot be stopped).
     sigset_t mask;
     sigemptyset(&mask);
-    for (int s : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD}) {
+    for (int s : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM, SIGTTIN,
+                  SIGTTOU}) {
         sigaddset(&mask, s);
     }
     ::pthread_sigmask(SIG_UNBLOCK, &mask, nullptr);
@@ -139,8 +142,10 @@ void Worker::wait_for_signal() {
         if (ec) {
             return;
         }
-        if (sig == SIGHUP) {
-            // The master owns reloads; a HUP sent to the whole process group is ignored.
+        if (sig == SIGHUP || sig == SIGUSR1 || sig == SIGUSR2) {
+            // The master owns reloads; these, sent to the whole process group (pkill,
+            // logrotate), are ignored rather than killing the worker.
+            spdlog::info("worker {}: signal {} ignored", index_, sig);
             wait_for_signal();
             return;
         }

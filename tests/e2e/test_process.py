@@ -12,6 +12,7 @@ import threading
 import pytest
 
 from e2e_helpers import (
+    children_of,
     release,
     server_has_read,
     start_blocked_request,
@@ -230,6 +231,28 @@ def test_sigint_exits_cleanly(server_factory):
     server.send_signal(signal.SIGINT)
     assert server.wait_exit(30) == 0
     assert not server.stop().leftovers
+
+
+def test_operator_signals_do_not_stop_the_server(server_factory):
+    """USR1 (logrotate's postrotate), USR2, TTIN/TTOU (gunicorn's resize), ALRM: to the
+    master and to every process of the tree, they are logged or ignored, never fatal."""
+    server = server_factory.start(args=["--workers", "2"])
+    assert_serves(server)
+    workers = sorted(children_of(server.pid))
+    assert len(workers) == 2
+    for sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU, signal.SIGALRM):
+        server.send_signal(sig)
+        server.wait_for_log(f"(signal {int(sig)}): nothing to do; ignored")
+    for sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP):
+        for pid in workers:
+            os.kill(pid, sig)
+        for i in range(len(workers)):
+            server.wait_for_log(f"worker {i}: signal {int(sig)} ignored")
+    assert_serves(server)
+    assert pid_alive(server.pid)
+    assert sorted(children_of(server.pid)) == workers, "no worker died and was replaced"
+    assert "exited" not in server.log() and "killed by signal" not in server.log()
+    assert server.stop().returncode == 0
 
 
 def test_sigterm_not_held_by_idle_keep_alive_connection(server_factory):
