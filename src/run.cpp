@@ -51,6 +51,16 @@ void run_python_exit_handlers() {
         Py_DECREF(atexit);
     }
     PyErr_Clear();
+    // What the app print()ed is still in Python's buffers (block-buffered when stdout is
+    // a pipe or a file, as under a supervisor): write it out before the _exit.
+    for (const char* name : {"stdout", "stderr"}) {
+        PyObject* stream = PySys_GetObject(name); // borrowed
+        if (stream != nullptr && stream != Py_None) {
+            PyObject* r = PyObject_CallMethod(stream, "flush", nullptr);
+            Py_XDECREF(r);
+            PyErr_Clear();
+        }
+    }
     std::fflush(stdout);
     std::fflush(stderr);
 }

@@ -255,6 +255,15 @@ def test_operator_signals_do_not_stop_the_server(server_factory):
     assert server.stop().returncode == 0
 
 
+def test_buffered_print_output_is_written_when_a_worker_stops(server_factory, token):
+    """stdout to a file or pipe is block-buffered (no PYTHONUNBUFFERED): what the app
+    print()ed must still reach it when the worker exits."""
+    server = server_factory.start(env={"PYTHONUNBUFFERED": ""})
+    assert http_get(server.port, f"/print?token={token}").status == 200
+    assert server.stop().returncode == 0
+    assert f"printed-{token}" in server.stdout()
+
+
 def test_sigterm_not_held_by_idle_keep_alive_connection(server_factory):
     server = server_factory.start(args=["--keep-alive-timeout", "300"])
     idle = RawHTTP(server.port, timeout=30)

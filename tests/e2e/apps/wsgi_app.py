@@ -920,8 +920,15 @@ def route_interpreter(environ, start_response):
     return respond_json(start_response, out)
 
 
+def route_print(environ, start_response):
+    """print() without a flush: under a block-buffered stdout it waits in Python's buffer."""
+    print(f"printed-{query(environ)['token']}")
+    return respond_text(start_response, "printed")
+
+
 ROUTES.update(
     {
+        "/print": route_print,
         "/interpreter": route_interpreter,
         "/exc-info-bogus-after": route_exc_info_bogus_after,
         "/exc-info-bogus-before": route_exc_info_bogus_before,
