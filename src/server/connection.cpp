@@ -134,7 +134,11 @@ void Connection::on_exchange_done() {
         return;
     }
     if (!keep_alive() || worker_.draining()) {
-        if (client_gone()) {
+        if (close_with_reset()) {
+            boost::system::error_code ignored;
+            socket_.set_option(boost::asio::socket_base::linger(true, 0), ignored);
+            close();
+        } else if (client_gone()) {
             close();
         } else {
             lingering_close();

@@ -63,6 +63,7 @@ void Exchange::reset_exchange() {
     head_sent_ = false;
     finished_ = false;
     aborted_ = false;
+    body_overflow_ = false;
     client_gone_ = false;
     keep_alive_ = true;
     body_sent_ = 0;
@@ -391,14 +392,19 @@ bool Exchange::send(std::span<const std::string_view> parts, bool last,
         head_sent_ = true;
     }
     std::uint64_t budget = total;
+    bool overflow = false;
     if (framing_ == http::Framing::content_length) {
         const std::uint64_t room = app_length_ - body_sent_;
         if (total > room) {
+            // The response is complete at its Content-Length: send up to there, then
+            // stop (send() returns false, so the app's iterable is not drained further,
+            // which could be endless) and close the connection after it.
             spdlog::error("application sent more than its Content-Length ({} bytes); "
-                          "response truncated",
+                          "response truncated there",
                           app_length_);
             budget = room;
             keep_alive_ = false;
+            overflow = true;
         }
     }
     const bool body = framing_ != http::Framing::none && budget > 0;
@@ -430,15 +436,19 @@ bool Exchange::send(std::span<const std::string_view> parts, bool last,
     if (iov_.empty()) {
         return true;
     }
-    if (!write_iov(scope, last ? Defer::within_budget : Defer::never)) {
+    if (!write_iov(scope, last || overflow ? Defer::within_budget : Defer::never)) {
         return false;
     }
     if (body) {
         body_sent_ += budget;
     }
-    if (last) {
+    if (last || overflow) {
         finished_ = true;
         check_body_length();
+    }
+    if (overflow) {
+        body_overflow_ = true;
+        return false;
     }
     return true;
 }

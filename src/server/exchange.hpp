@@ -84,6 +84,13 @@ public:
 
     bool response_started() const { return head_sent_; }
     bool response_finished() const { return finished_; }
+    // The app gave more body than its Content-Length: the response ended there.
+    bool body_overflow() const { return body_overflow_; }
+    // An aborted response delimited by the connection's end: close with a reset, since
+    // an orderly close would pass the truncated body off as complete (RFC 9112 6.3).
+    bool close_with_reset() const {
+        return aborted_ && framing_ == http::Framing::close_delimited && head_sent_;
+    }
     bool client_gone() const { return client_gone_; }
     int status_code() const { return status_code_; }
     std::uint64_t body_bytes_sent() const { return body_sent_; }
@@ -163,6 +170,7 @@ private:
     bool head_sent_ = false;
     bool finished_ = false;
     bool aborted_ = false;
+    bool body_overflow_ = false;
     bool client_gone_ = false;
     bool keep_alive_ = true;
     double read_timeout_override_ = -1.0; // >= 0: body reads wait at most this long

@@ -183,7 +183,13 @@ PyObject* write_impl(PyObject* state, PyObject* data) {
         sent = ex->send({&part, 1}, false, gil);
     }
     if (!sent) {
-        PyErr_SetString(PyExc_OSError, "client disconnected");
+        if (ex->body_overflow()) {
+            PyErr_SetString(PyExc_ValueError,
+                            "write() went past the response's Content-Length; the response "
+                            "ended at that length");
+        } else {
+            PyErr_SetString(PyExc_OSError, "client disconnected");
+        }
         return nullptr;
     }
     Py_RETURN_NONE;

@@ -256,6 +256,31 @@ def test_body_longer_than_content_length_is_cut(app_server, token):
     assert_serves(app_server)
 
 
+def test_endless_body_past_content_length_ends_at_the_length(app_server, token):
+    """The response is complete at its Content-Length: the server stops iterating (an
+    endless generator must not keep a thread busy or flood the log) and closes."""
+    before = app_server.log().count("more than its Content-Length")
+    with RawHTTP(app_server.port) as c:
+        c.send(build_request("GET", f"/cl-mismatch?declared=5&actual=-1&token={token}", port=app_server.port))
+        resp = c.read_response()
+        assert resp.body == b"zzzzz"
+        assert c.wait_closed()
+    assert_closed_marker(app_server, token)
+    assert app_server.log().count("more than its Content-Length") == before + 1
+    assert_serves(app_server)
+
+
+def test_write_past_content_length_raises_and_the_response_ends_there(app_server, token):
+    with RawHTTP(app_server.port) as c:
+        c.send(build_request("GET", f"/write-past-length?token={token}", port=app_server.port))
+        resp = c.read_response()
+        assert resp.status == 200 and resp.body == b"abcde"
+        assert c.wait_closed()
+    raised = wait_for_file(app_server.marker(f"raised-{token}"))
+    assert raised.startswith("ValueError") and "Content-Length" in raised, raised
+    assert_serves(app_server)
+
+
 def test_body_shorter_than_content_length_closes(app_server, token):
     with RawHTTP(app_server.port) as c:
         c.send(build_request("GET", f"/cl-mismatch?declared=100&actual=10&token={token}", port=app_server.port))
@@ -347,6 +372,24 @@ def test_exception_mid_stream_aborts_response(app_server, token):
     assert info.value.partial.startswith(b"partial-body") or info.value.partial == b""
     assert_closed_marker(app_server, token)
     app_server.wait_for_log(f"mid-stream boom {token}")
+    assert_serves(app_server)
+
+
+@pytest.mark.parametrize("route", ["/error-mid-stream", "/write-then-raise"])
+def test_exception_mid_stream_on_http10_resets_the_connection(app_server, token, route):
+    """Without chunked framing (HTTP/1.0) the body ends where the connection does: an
+    orderly close would pass the truncated body off as complete, so it is a reset."""
+    s = socket.create_connection((HOST, app_server.port), timeout=30)
+    try:
+        s.sendall(build_request("GET", f"{route}?token={token}", version="1.0", port=app_server.port))
+        received = b""
+        with pytest.raises(ConnectionResetError):
+            while chunk := s.recv(65536):
+                received += chunk
+        assert received == b"" or received.startswith(b"HTTP/1.1 200"), received
+    finally:
+        s.close()
+    assert_closed_marker(app_server, token)
     assert_serves(app_server)
 
 

@@ -513,13 +513,36 @@ def route_content_length_mismatch(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(declared))])
 
     def gen():
-        remaining = actual
+        remaining = actual  # -1: never ends
         while remaining:
-            n = min(remaining, 7)
-            remaining -= n
+            n = min(remaining, 7) if remaining > 0 else 7
+            if remaining > 0:
+                remaining -= n
             yield b"z" * n
 
     return ClosingIterable(gen(), q.get("token", "clmismatch"))
+
+
+def route_write_then_raise(environ, start_response):
+    """write() part of a body (no Content-Length), then fail: the response is cut short."""
+    token = query(environ).get("token", "writeraise")
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    write(b"partial-write")
+    mark(f"closed-{token}")  # nothing to close(): the marker the tests wait for
+    raise RuntimeError(f"write-then-raise boom {token}")
+
+
+def route_write_past_length(environ, start_response):
+    """write() more than the declared Content-Length; records what the second write raised."""
+    token = query(environ)["token"]
+    write = start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+    write(b"abc")
+    try:
+        write(b"defgh")
+        mark(f"raised-{token}", "nothing")
+    except Exception as e:  # noqa: BLE001 - recording whatever it is
+        mark(f"raised-{token}", f"{type(e).__name__}: {e}")
+    return []
 
 
 BAD_HEADERS = {
@@ -928,6 +951,8 @@ def route_print(environ, start_response):
 
 ROUTES.update(
     {
+        "/write-past-length": route_write_past_length,
+        "/write-then-raise": route_write_then_raise,
         "/print": route_print,
         "/interpreter": route_interpreter,
         "/exc-info-bogus-after": route_exc_info_bogus_after,
