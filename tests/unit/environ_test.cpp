@@ -902,7 +902,10 @@ TEST_F(ExchangeTest, AppLengthShorterThanDataTruncatesAndCloses) {
     TestExchange& ex = request("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
     ex.begin_response(200, "200 OK");
     ASSERT_TRUE(ex.add_header("Content-Length", "3"));
-    ASSERT_TRUE(send_parts(ex, {"hello"}, true, no_lock_));
+    // false: the response ended at its length, so the app's iterable is not drained.
+    EXPECT_FALSE(send_parts(ex, {"hello"}, true, no_lock_));
+    EXPECT_TRUE(ex.body_overflow());
+    EXPECT_TRUE(ex.response_finished());
     const Response r = parse_response(peer_received());
     EXPECT_EQ(r.get("content-length"), "3");
     EXPECT_EQ(r.body, "hel");
@@ -917,10 +920,12 @@ TEST_F(ExchangeTest, AppLengthShorterThanStreamedDataTruncatesAndCloses) {
     ex.begin_response(200, "200 OK");
     ASSERT_TRUE(ex.add_header("Content-Length", "4"));
     ASSERT_TRUE(send_parts(ex, {"abc"}, false, no_lock_));
-    send_parts(ex, {"def"}, false, no_lock_);
+    EXPECT_FALSE(send_parts(ex, {"def"}, false, no_lock_));
+    EXPECT_FALSE(send_parts(ex, {"ghi"}, false, no_lock_)); // nothing more goes out
     ex.finish(no_lock_);
     const Response r = parse_response(peer_received());
     EXPECT_EQ(r.body, "abcd");
+    EXPECT_EQ(ex.body_bytes_sent(), 4U);
     ex.complete(no_lock_);
     EXPECT_FALSE(ex.keep_alive());
 }
