@@ -85,6 +85,14 @@ void Connection::process_buffer() {
         reply_and_close(parser_.error_status(), parser_.error_reason());
         return;
     case http::RequestParser::State::body:
+        if (prebuffer_body()) {
+            // The body's bytes must keep coming: each read renews the deadline.
+            deadline_ = clock::now() + seconds(config_.read_timeout);
+            do_read();
+            return;
+        }
+        dispatch();
+        return;
     case http::RequestParser::State::complete:
         dispatch();
         return;
@@ -97,7 +105,46 @@ void Connection::process_buffer() {
     }
 }
 
+// A small body (at most Worker::prebuffer_body_limit bytes: by its Content-Length, or
+// a chunked one until that much has arrived) is read here, on the loop, before the
+// request is queued: a client that sends it slowly then holds no blocking thread, which
+// the app would otherwise block in wsgi.input.read() (what a buffering NGINX did in front
+// of uWSGI). Not when the client waits for "100 Continue": that is sent when the app reads.
+bool Connection::prebuffer_body() {
+    const http::RequestHead& h = parser_.head();
+    if (h.expect_continue) {
+        return false;
+    }
+    std::size_t need = 0;
+    if (h.has_content_length) {
+        if (h.content_length > Worker::prebuffer_body_limit) {
+            return false;
+        }
+        need = static_cast<std::size_t>(h.content_length);
+    } else {
+        if (parser_.body_received() >= Worker::prebuffer_body_limit) {
+            return false; // a large chunked body: the app streams the rest
+        }
+        need = Worker::prebuffer_body_limit;
+    }
+    if (prebuffer_reserved_ == 0) {
+        if (!worker_.reserve_prebuffer(need)) {
+            return false; // the worker's budget is spent: the thread reads it
+        }
+        prebuffer_reserved_ = need;
+    }
+    return true;
+}
+
+void Connection::end_prebuffer() {
+    if (prebuffer_reserved_ != 0) {
+        worker_.release_prebuffer(prebuffer_reserved_);
+        prebuffer_reserved_ = 0;
+    }
+}
+
 void Connection::dispatch() {
+    end_prebuffer();
     phase_ = Phase::queued;
     queued_at_ = clock::now();
     auto self = shared_from_this();
@@ -234,6 +281,13 @@ void Connection::check_deadline(clock::time_point now) {
         return;
     }
     if (phase_ == Phase::reading) {
+        if (parser_.head_done()) {
+            spdlog::info("request body from {} timed out", remote_addr_);
+            end_prebuffer();
+            reply_and_close(408, "Request Timeout: the request body stopped arriving");
+            deadline_ = now + seconds(1.0);
+            return;
+        }
         if (!parser_.idle()) {
             spdlog::info("request head from {} timed out", remote_addr_);
             reply_and_close(408, "Request Timeout: the request head did not arrive in time");
@@ -261,6 +315,7 @@ void Connection::close() {
         return;
     }
     phase_ = Phase::closed;
+    end_prebuffer();
     boost::system::error_code ignored;
     socket_.close(ignored);
     worker_.remove(this);

@@ -49,6 +49,10 @@ private:
     void on_read(const boost::system::error_code& ec, std::size_t n);
     void process_buffer();
     void dispatch();
+    // Whether to go on reading a request body in the loop before queueing the request
+    // (reserving its share of the worker's prebuffer budget on first use).
+    bool prebuffer_body();
+    void end_prebuffer();
     void reply_and_close(int code, std::string_view message, std::string_view extra = {});
     void lingering_close();
     void write_deferred_tail();
@@ -61,6 +65,7 @@ private:
     bool lingering_ = false;
     std::size_t linger_dropped_ = 0;
     std::size_t tail_sent_ = 0; // bytes of the deferred tail the client has taken
+    std::size_t prebuffer_reserved_ = 0; // of the worker's prebuffer budget, while reading a body
 };
 
 } // namespace appserver::server

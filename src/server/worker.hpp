@@ -69,6 +69,18 @@ public:
     // Bytes of finished responses the loop may hold for slow clients (Exchange).
     std::atomic<std::int64_t>& deferred_budget() { return deferred_budget_; }
     static constexpr std::int64_t deferred_bytes_per_worker = 64 * 1024 * 1024;
+    // Small request bodies are read by the loop before the request is queued (Connection),
+    // so a client that sends one slowly holds no blocking thread. Loop thread only.
+    static constexpr std::size_t prebuffer_body_limit = 64 * 1024;           // per request
+    static constexpr std::size_t prebuffer_bytes_per_worker = 64 * 1024 * 1024;
+    bool reserve_prebuffer(std::size_t bytes) {
+        if (bytes > prebuffer_available_) {
+            return false;
+        }
+        prebuffer_available_ -= bytes;
+        return true;
+    }
+    void release_prebuffer(std::size_t bytes) { prebuffer_available_ += bytes; }
     // The application when it runs on the loop thread itself (see runs_inline()).
     Application* inline_app() const { return inline_app_; }
 
@@ -116,6 +128,7 @@ private:
     std::uint64_t rejected_since_warning_ = 0;
     WorkerStats stats_;
     std::atomic<std::int64_t> deferred_budget_{deferred_bytes_per_worker};
+    std::size_t prebuffer_available_ = prebuffer_bytes_per_worker; // loop thread only
     std::vector<std::unique_ptr<ResponseCork>> corks_; // one per blocking thread
     std::atomic<unsigned> next_cork_{0};
     std::atomic<bool> cork_watch_{false};               // the loop runs cork_tick()

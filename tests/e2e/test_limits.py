@@ -15,6 +15,7 @@ import pytest
 from e2e_helpers import (
     HOST,
     RawHTTP,
+    server_has_read,
     assert_serves,
     build_request,
     chunked_body,
@@ -116,6 +117,41 @@ def test_stalled_body_unblocks_the_reading_app(limited_server, token):
         if resp is not None:
             assert c.wait_closed()
     assert_serves(limited_server)
+
+
+def test_stalled_small_body_is_408_without_reaching_the_app(limited_server, token):
+    """A small body is read by the event loop before the request is queued; when it
+    stops arriving (--read-timeout 1), the client gets 408 and the app never runs."""
+    port = limited_server.port
+    with RawHTTP(port) as c:
+        c.send(build_request("POST", f"/mark?token={token}", [("Content-Length", "100")], port=port) + b"x" * 10)
+        resp = c.read_response()
+        assert resp.status == 408, resp
+        assert c.wait_closed()
+    assert_serves(limited_server)
+    assert not limited_server.marker(f"ran-{token}").exists()
+
+
+def test_slow_small_body_holds_no_blocking_thread(server_factory):
+    """With one blocking thread, a client trickling a small body must not keep others
+    waiting: the event loop reads that body; only a complete request takes the thread."""
+    server = server_factory.start(args=["--blocking-threads", "1"])
+    port = server.port
+    slow = RawHTTP(port, timeout=30)
+    try:
+        for chunked in (False, True):
+            if chunked:
+                slow.send(build_request("POST", "/echo", [("Transfer-Encoding", "chunked")], port=port) + b"5\r\nhel")
+            else:
+                slow.send(build_request("POST", "/echo", [("Content-Length", "10")], port=port) + b"hel")
+            wait_until(lambda: server_has_read(slow), 20, "the server took the slow client's bytes")
+            with RawHTTP(port, timeout=15) as other:  # would wait for the trickling client
+                assert other.request("GET", "/hello").body == b"Hello, world!\n"
+            slow.send(b"lo\r\n0\r\n\r\n" if chunked else b"loworld")
+            assert slow.read_response().body == (b"hello" if chunked else b"helloworld")
+    finally:
+        slow.close()
+    assert_serves(server)
 
 
 def a_server_timeout_has_elapsed(server) -> None:

@@ -115,7 +115,9 @@ def test_unread_body_still_on_its_way_does_not_hold_the_worker(server_factory):
     port = server.port
     c1 = RawHTTP(port)
     try:
-        c1.send(build_request("POST", "/hello", [("Content-Length", "100")], port=port))  # head only
+        # Head only, announcing a body too large for the event loop to read before it
+        # queues the request (up to 64 KiB it would, and the app would not run yet).
+        c1.send(build_request("POST", "/hello", [("Content-Length", "100000")], port=port))
         resp = c1.read_response()
         assert resp.status == 200 and resp.body == b"Hello, world!\n", resp
         # The server cannot reuse the connection, and it says so up front.

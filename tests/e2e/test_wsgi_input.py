@@ -280,13 +280,19 @@ BAD_BODIES_SEEN_BY_THE_APP = {
 }
 
 
+# The event loop reads up to 64 KiB of a body before it queues the request; past that the
+# app owns the connection and reads the rest itself.
+PAST_PREBUFFER = b"%x\r\n" % 65536 + b"p" * 65536 + b"\r\n"
+
+
 @pytest.mark.parametrize("case", sorted(BAD_BODIES_SEEN_BY_THE_APP))
 def test_bad_chunked_body_read_by_the_app_gets_4xx(app_server, token, case):
     body, status = BAD_BODIES_SEEN_BY_THE_APP[case]
     with RawHTTP(app_server.port, timeout=30) as c:
-        # The head alone: the app owns the connection (and reads the body) from here on.
+        # The head and a first chunk: the app owns the connection (and reads the body) from
+        # here on.
         c.send(build_request("POST", f"/block-then-read?token={token}",
-                             [("Transfer-Encoding", "chunked")], port=app_server.port))
+                             [("Transfer-Encoding", "chunked")], port=app_server.port) + PAST_PREBUFFER)
         wait_for_file(app_server.marker(f"started-{token}"), timeout=20)
         c.send(body)
         app_server.marker(f"release-{token}").write_text("go")
@@ -296,14 +302,18 @@ def test_bad_chunked_body_read_by_the_app_gets_4xx(app_server, token, case):
     assert_serves(app_server)
 
 
+BIG = 100_000  # bytes: more than the event loop reads before queueing a request
+
+
 def test_overlapping_reads_from_two_app_threads_are_refused(app_server, token):
     """A read waits for the client with the GIL dropped; a second thread reading meanwhile
     gets RuntimeError instead of racing the first inside the body parser."""
     with RawHTTP(app_server.port, timeout=30) as c:
-        c.send(build_request("POST", f"/input-race?token={token}", [("Content-Length", "5")],
+        # A body too large for the event loop to read first: the app's reads wait for it.
+        c.send(build_request("POST", f"/input-race?token={token}", [("Content-Length", str(BIG))],
                              port=app_server.port))
         wait_for_file(app_server.marker(f"error-{token}"), timeout=20)
-        c.send(b"hello")
+        c.send(b"hello" + b"." * (BIG - 5))
         resp = c.read_response()
     assert resp.status == 200, resp
     result = json.loads(resp.body)
@@ -317,11 +327,11 @@ def test_read_left_running_after_the_app_returned_is_waited_for(app_server, toke
     """The request's state is reused only after a read the app left running on a thread of
     its own has ended: that read gets the body, and the worker keeps serving."""
     with RawHTTP(app_server.port, timeout=30) as c:
-        c.send(build_request("POST", f"/input-after-return?token={token}", [("Content-Length", "5")],
+        c.send(build_request("POST", f"/input-after-return?token={token}", [("Content-Length", str(BIG))],
                              port=app_server.port))
         resp = c.read_response()
         assert resp.status == 200 and resp.body == b"returned", resp
-        c.send(b"hello")
+        c.send(b"hello" + b"." * (BIG - 5), tolerate_close=True)
         assert wait_for_file(app_server.marker(f"late-read-{token}"), timeout=20) == "hello"
         # The head went out before the body was read, so the response said "close".
         assert resp.server_closes
