@@ -375,7 +375,9 @@ const std::vector<OptionSpec>& option_table() {
         {"header-read-timeout", {}, "Timeouts", seconds<&Config::header_read_timeout>(),
          "The request line and headers must arrive within this long."},
         {"read-timeout", {}, "Timeouts", seconds<&Config::read_timeout>(),
-         "A wsgi.input read waits at most this long for the next body bytes; then it raises OSError and the connection is closed."},
+         "Request body bytes must keep arriving within this long: a wsgi.input read that "
+         "waited this long raises OSError, a small body the server reads before calling the "
+         "app gets 408; either way the connection is closed."},
         {"write-timeout", {}, "Timeouts", seconds<&Config::write_timeout>(),
          "Close the connection when the client takes no response bytes for this long (a "
          "client that keeps reading, however slowly, gets the whole response)."},
