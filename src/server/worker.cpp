@@ -7,10 +7,12 @@
 #include <spdlog/spdlog.h>
 
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -262,6 +264,18 @@ void Worker::note_rejected(const std::string& remote_addr) {
     rejected_since_warning_ = 0;
 }
 
+// After a burst of connections has gone (their read buffers and state freed), hand the
+// freed heap back to the kernel: glibc keeps it otherwise, and the worker's RSS would stay
+// at its peak. Only after a large drop, so the cost (a walk over the heap) stays rare.
+void Worker::return_memory_after_burst() {
+    const std::size_t now_open = connections_.size();
+    peak_connections_ = std::max(peak_connections_, now_open);
+    if (peak_connections_ >= trim_after_connections && now_open <= peak_connections_ / 4) {
+        ::malloc_trim(0);
+        peak_connections_ = now_open;
+    }
+}
+
 void Worker::do_sweep() {
     sweep_timer_.expires_after(std::chrono::seconds(1));
     sweep_timer_.async_wait([this](const boost::system::error_code& ec) {
@@ -277,6 +291,8 @@ void Worker::do_sweep() {
         for (auto& conn : all) {
             conn->check_deadline(now);
         }
+        all.clear();
+        return_memory_after_burst();
         do_sweep();
     });
 }

@@ -89,6 +89,8 @@ private:
     void pause_accepting();
     void resume_accepting_if_room();
     void do_sweep();
+    void return_memory_after_burst();
+    static constexpr std::size_t trim_after_connections = 1000;
     void begin_shutdown(int signal_number);
     void maybe_finish_shutdown();
     void blocking_thread_main();
@@ -129,6 +131,7 @@ private:
     WorkerStats stats_;
     std::atomic<std::int64_t> deferred_budget_{deferred_bytes_per_worker};
     std::size_t prebuffer_available_ = prebuffer_bytes_per_worker; // loop thread only
+    std::size_t peak_connections_ = 0; // since the last malloc_trim; loop thread only
     std::vector<std::unique_ptr<ResponseCork>> corks_; // one per blocking thread
     std::atomic<unsigned> next_cork_{0};
     std::atomic<bool> cork_watch_{false};               // the loop runs cork_tick()
