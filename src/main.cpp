@@ -33,12 +33,16 @@ int main(int argc, char** argv) {
     // against, when it is still there.
     std::string executable;
     if (const char* venv = std::getenv("VIRTUAL_ENV"); venv != nullptr && *venv != '\0') {
-        executable = std::string(venv) + "/bin/python";
-        PyConfig_SetBytesString(&config, &config.program_name, executable.c_str());
-    } else if (::access(APPSERVER_PYTHON_EXECUTABLE, X_OK) == 0) {
+        const std::string venv_python = std::string(venv) + "/bin/python";
+        PyConfig_SetBytesString(&config, &config.program_name, venv_python.c_str());
+        if (::access(venv_python.c_str(), X_OK) == 0) {
+            executable = venv_python;
+        }
+    }
+    if (executable.empty() && ::access(APPSERVER_PYTHON_EXECUTABLE, X_OK) == 0) {
         executable = APPSERVER_PYTHON_EXECUTABLE;
     }
-    if (!executable.empty() && ::access(executable.c_str(), X_OK) == 0) {
+    if (!executable.empty()) {
         PyConfig_SetBytesString(&config, &config.executable, executable.c_str());
     }
     const char* py_argv[] = {argv[0]};

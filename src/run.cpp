@@ -23,10 +23,30 @@
 namespace appserver {
 namespace {
 
+// Writes out what Python holds in sys.stdout/sys.stderr's buffers (block-buffered when
+// they are a pipe or a file, as under a supervisor).
+void flush_python_stdio() {
+    for (const char* name : {"stdout", "stderr"}) {
+        PyObject* stream = PySys_GetObject(name); // borrowed
+        if (stream != nullptr && stream != Py_None) {
+            PyObject* r = PyObject_CallMethod(stream, "flush", nullptr);
+            Py_XDECREF(r);
+            PyErr_Clear();
+        }
+    }
+    std::fflush(stdout);
+    std::fflush(stderr);
+}
+
 // CPython's rules around fork(), and dropping the GIL while the master sleeps.
 class PythonProcessHooks final : public server::ProcessHooks {
 public:
-    void before_fork() override { PyOS_BeforeFork(); }
+    void before_fork() override {
+        // Else each worker inherits (and one day writes) a copy of what the app printed
+        // in the master, at import time for instance.
+        flush_python_stdio();
+        PyOS_BeforeFork();
+    }
     void after_fork_parent() override { PyOS_AfterFork_Parent(); }
     void after_fork_child() override { PyOS_AfterFork_Child(); }
     void enter_wait() override { saved_ = PyEval_SaveThread(); }
@@ -51,18 +71,7 @@ void run_python_exit_handlers() {
         Py_DECREF(atexit);
     }
     PyErr_Clear();
-    // What the app print()ed is still in Python's buffers (block-buffered when stdout is
-    // a pipe or a file, as under a supervisor): write it out before the _exit.
-    for (const char* name : {"stdout", "stderr"}) {
-        PyObject* stream = PySys_GetObject(name); // borrowed
-        if (stream != nullptr && stream != Py_None) {
-            PyObject* r = PyObject_CallMethod(stream, "flush", nullptr);
-            Py_XDECREF(r);
-            PyErr_Clear();
-        }
-    }
-    std::fflush(stdout);
-    std::fflush(stderr);
+    flush_python_stdio(); // what the app print()ed, before the _exit
 }
 
 } // namespace

@@ -433,10 +433,8 @@ bool Exchange::send(std::span<const std::string_view> parts, bool last,
     if (last && framing_ == http::Framing::chunked) {
         iov_.push_back({const_cast<char*>(http::last_chunk.data()), http::last_chunk.size()});
     }
-    if (iov_.empty()) {
-        return true;
-    }
-    if (!write_iov(scope, last || overflow ? Defer::within_budget : Defer::never)) {
+    if (!iov_.empty() &&
+        !write_iov(scope, last || overflow ? Defer::within_budget : Defer::never)) {
         return false;
     }
     if (body) {

@@ -96,8 +96,15 @@ int Worker::run() {
     signals_.add(SIGINT);
     signals_.add(SIGQUIT);
     signals_.add(SIGHUP);
-    signals_.add(SIGUSR1);
-    signals_.add(SIGUSR2);
+    // USR1/USR2 sent to the whole process group (pkill, logrotate) must not kill workers,
+    // unless the app installed its own handler at import (faulthandler.register, say):
+    // that one stays.
+    for (int s : {SIGUSR1, SIGUSR2}) {
+        struct sigaction current {};
+        if (::sigaction(s, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
+            signals_.add(s);
+        }
+    }
     wait_for_signal();
     // Signals stayed blocked since the fork so none could arrive before these handlers.
     // Unblock them before any thread starts: threads inherit the mask, and so does every
@@ -271,7 +278,9 @@ void Worker::return_memory_after_burst() {
     const std::size_t now_open = connections_.size();
     peak_connections_ = std::max(peak_connections_, now_open);
     if (peak_connections_ >= trim_after_connections && now_open <= peak_connections_ / 4) {
+#ifdef __GLIBC__
         ::malloc_trim(0);
+#endif
         peak_connections_ = now_open;
     }
 }

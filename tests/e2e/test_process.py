@@ -264,6 +264,29 @@ def test_buffered_print_output_is_written_when_a_worker_stops(server_factory, to
     assert f"printed-{token}" in server.stdout()
 
 
+def test_signal_handler_the_app_installed_stays_in_workers(server_factory):
+    """faulthandler.register(SIGUSR1) at import: a worker sent SIGUSR1 dumps its stacks
+    (and keeps serving) rather than having the signal swallowed by the server."""
+    server = server_factory.start(env={"E2E_FAULTHANDLER_USR1": "1"})
+    assert_serves(server)
+    (worker,) = children_of(server.pid)
+    os.kill(worker, signal.SIGUSR1)
+    server.wait_for_log("most recent call first")
+    assert_serves(server)
+    assert children_of(server.pid) == [worker]
+
+
+def test_output_printed_before_the_fork_is_written_once(server_factory, token):
+    """The app is imported in the master: what it printed then must not be copied into
+    every worker's buffer (and written again as each one exits)."""
+    server = server_factory.start(
+        args=["--workers", "2"], env={"PYTHONUNBUFFERED": "", "E2E_PRINT_AT_IMPORT": token}
+    )
+    assert_serves(server)
+    assert server.stop().returncode == 0
+    assert server.stdout().count(f"imported-{token}") == 1, server.stdout()
+
+
 def test_sigterm_not_held_by_idle_keep_alive_connection(server_factory):
     server = server_factory.start(args=["--keep-alive-timeout", "300"])
     idle = RawHTTP(server.port, timeout=30)

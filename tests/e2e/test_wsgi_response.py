@@ -256,23 +256,26 @@ def test_body_longer_than_content_length_is_cut(app_server, token):
     assert_serves(app_server)
 
 
-def test_endless_body_past_content_length_ends_at_the_length(app_server, token):
+@pytest.mark.parametrize("declared", [5, 7, 14], ids=["mid-chunk", "at-a-chunk-end", "after-two-chunks"])
+def test_endless_body_past_content_length_ends_at_the_length(app_server, token, declared):
     """The response is complete at its Content-Length: the server stops iterating (an
-    endless generator must not keep a thread busy or flood the log) and closes."""
+    endless generator must not keep a thread busy or flood the log) and closes, whether
+    the length falls inside a chunk or exactly at the end of one (chunks are 7 bytes)."""
     before = app_server.log().count("more than its Content-Length")
     with RawHTTP(app_server.port) as c:
-        c.send(build_request("GET", f"/cl-mismatch?declared=5&actual=-1&token={token}", port=app_server.port))
+        c.send(build_request("GET", f"/cl-mismatch?declared={declared}&actual=-1&token={token}", port=app_server.port))
         resp = c.read_response()
-        assert resp.body == b"zzzzz"
+        assert resp.body == b"z" * declared
         assert c.wait_closed()
     assert_closed_marker(app_server, token)
     assert app_server.log().count("more than its Content-Length") == before + 1
     assert_serves(app_server)
 
 
-def test_write_past_content_length_raises_and_the_response_ends_there(app_server, token):
+@pytest.mark.parametrize("first", ["abc", "abcde"], ids=["mid-write", "after-a-full-write"])
+def test_write_past_content_length_raises_and_the_response_ends_there(app_server, token, first):
     with RawHTTP(app_server.port) as c:
-        c.send(build_request("GET", f"/write-past-length?token={token}", port=app_server.port))
+        c.send(build_request("GET", f"/write-past-length?first={first}&token={token}", port=app_server.port))
         resp = c.read_response()
         assert resp.status == 200 and resp.body == b"abcde"
         assert c.wait_closed()

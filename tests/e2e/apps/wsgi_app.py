@@ -20,6 +20,13 @@ import wsgiref.validate
 
 STATE_DIR = os.environ.get("E2E_STATE_DIR", "")
 NOT_CALLABLE = 42  # for the CLI test "app attribute is not callable"
+if os.environ.get("E2E_FAULTHANDLER_USR1"):
+    import faulthandler
+    import signal
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # stack dumps on demand
+if os.environ.get("E2E_PRINT_AT_IMPORT"):
+    print(f"imported-{os.environ['E2E_PRINT_AT_IMPORT']}")  # no flush: it waits in the buffer
 
 # Strong references to file-likes handed to wsgi.file_wrapper: their close() must come
 # from the server, not from garbage collection.
@@ -534,11 +541,13 @@ def route_write_then_raise(environ, start_response):
 
 def route_write_past_length(environ, start_response):
     """write() more than the declared Content-Length; records what the second write raised."""
-    token = query(environ)["token"]
+    q = query(environ)
+    token = q["token"]
+    first = q.get("first", "abc").encode()
     write = start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
-    write(b"abc")
+    write(first)
     try:
-        write(b"defgh")
+        write(b"defgh"[len(first) - 3:])  # "abc" + "defgh": past the length mid-write
         mark(f"raised-{token}", "nothing")
     except Exception as e:  # noqa: BLE001 - recording whatever it is
         mark(f"raised-{token}", f"{type(e).__name__}: {e}")
