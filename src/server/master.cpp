@@ -34,6 +34,8 @@ sigset_t master_signals() {
                   SIGTTIN, SIGTTOU}) {
         sigaddset(&set, s);
     }
+    // Blocked here so that a worker starts with it blocked too, until its handler is in.
+    sigaddset(&set, stop_now_signal());
     return set;
 }
 
@@ -119,6 +121,7 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
         hooks.leave_wait();
 
         if (sig == SIGINT || sig == SIGTERM || sig == SIGQUIT) {
+            const bool second = stopping;
             if (!stopping) {
                 stopping = true;
                 stop_deadline = clock::now() + std::chrono::duration_cast<clock::duration>(
@@ -131,9 +134,10 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
             } else {
                 spdlog::info("{} received again: asking workers to stop now", ::strsignal(sig));
             }
+            const int to_workers = second ? stop_now_signal() : SIGTERM;
             for (const auto& s : slots) {
                 if (s.pid > 0) {
-                    ::kill(s.pid, SIGTERM);
+                    ::kill(s.pid, to_workers);
                 }
             }
         } else if (sig == SIGHUP) {

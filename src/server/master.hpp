@@ -6,9 +6,18 @@
 
 #include <appserver/config.hpp>
 
+#include <csignal>
 #include <functional>
 
 namespace appserver::server {
+
+// What the master sends a worker to make it stop now (a second SIGINT/SIGTERM reached the
+// master). SIGTERM asks for a graceful stop, and a worker may get one straight from a
+// signal to the whole process group (Ctrl-C in a terminal, systemd's stop) besides the
+// master's own: a real-time signal cannot be mistaken for such a duplicate.
+inline int stop_now_signal() {
+    return SIGRTMIN;
+}
 
 // What the embedding runtime must do around fork and around the master's waits
 // (for CPython: PyOS_*Fork* and releasing the GIL while asleep).

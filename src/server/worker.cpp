@@ -2,6 +2,7 @@
 #include "server/worker.hpp"
 
 #include "server/connection.hpp"
+#include "server/master.hpp"
 
 #include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
@@ -105,6 +106,7 @@ int Worker::run() {
             signals_.add(s);
         }
     }
+    signals_.add(stop_now_signal());
     wait_for_signal();
     // Signals stayed blocked since the fork so none could arrive before these handlers.
     // Unblock them before any thread starts: threads inherit the mask, and so does every
@@ -112,7 +114,7 @@ int Worker::run() {
     sigset_t mask;
     sigemptyset(&mask);
     for (int s : {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGCHLD, SIGUSR1, SIGUSR2, SIGALRM, SIGTTIN,
-                  SIGTTOU}) {
+                  SIGTTOU, stop_now_signal()}) {
         sigaddset(&mask, s);
     }
     ::pthread_sigmask(SIG_UNBLOCK, &mask, nullptr);
@@ -133,9 +135,14 @@ int Worker::run() {
 
     backlog_.close();
     if (forced_) {
-        spdlog::warn("worker {}: graceful timeout ({}s) expired with requests in flight; "
-                     "exiting anyway",
-                     index_, config_.graceful_timeout);
+        if (stopped_now_) {
+            spdlog::warn("worker {}: asked to stop now; exiting with requests in flight",
+                         index_);
+        } else {
+            spdlog::warn("worker {}: graceful timeout ({}s) expired with requests in flight; "
+                         "exiting anyway",
+                         index_, config_.graceful_timeout);
+        }
         return 1;
     }
     for (auto& t : threads_) {
@@ -158,12 +165,15 @@ void Worker::wait_for_signal() {
             wait_for_signal();
             return;
         }
-        if (draining()) {
-            // A second signal while draining means "now".
+        if (sig == stop_now_signal()) {
+            // The master got a second signal: stop now.
             forced_ = true;
+            stopped_now_ = true;
             io_.stop();
             return;
         }
+        // A graceful stop; a repeat (the master forwarding the SIGTERM or SIGINT this worker
+        // already got from a signal to the process group) changes nothing.
         begin_shutdown(sig);
         wait_for_signal();
     });

@@ -124,6 +124,7 @@ private:
     std::vector<std::shared_ptr<Connection>> draining_done_; // loop thread only
     std::atomic<bool> draining_{false};
     bool forced_ = false;
+    bool stopped_now_ = false; // forced by the master's stop-now signal, not the grace timer
     bool accept_armed_ = false;  // an async_accept is outstanding
     bool accept_paused_ = false; // the request queue is full: new connections wait in the kernel
     std::chrono::steady_clock::time_point last_full_warning_{};

@@ -193,6 +193,39 @@ def test_sigterm_lets_inflight_request_finish(server_factory, token):
     assert not result.leftovers, f"workers outlived the master: {result.leftovers}"
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "systemd-stop"])
+def test_signal_to_the_whole_process_group_is_still_graceful(server_factory, token, sig):
+    """Ctrl-C in a terminal and systemd's stop signal every process of the tree: each
+    worker gets the signal itself and again from the master, which must not read as the
+    "second signal, stop now" that would cut the request in flight."""
+    server = server_factory.start(args=["--workers", "2", "--blocking-threads", "2"])
+    blocked = start_blocked_request(server, token)
+    os.killpg(server.pid, sig)  # the server leads its own session and process group
+    server.wait_for_log("stopping workers gracefully")
+    release(server, token)
+    resp = blocked.read_response()
+    blocked.close()
+    assert resp.status == 200, resp
+    assert server.wait_exit(30) == 0
+    assert "stop now" not in server.log()
+
+
+def test_second_signal_to_the_master_stops_now(server_factory, token):
+    server = server_factory.start(args=["--workers", "2", "--blocking-threads", "2"])
+    blocked = start_blocked_request(server, token)
+    try:
+        server.send_signal(signal.SIGTERM)
+        server.wait_for_log("stopping workers gracefully")
+        server.send_signal(signal.SIGTERM)
+        server.wait_for_log("asked to stop now")
+        assert server.wait_exit(30) == 1, "requests were cut: not a clean exit"
+        assert blocked.read_response_or_eof() is None, "the request in flight was cut"
+    finally:
+        release(server, token)
+        blocked.close()
+    assert not server.stop().leftovers
+
+
 def test_sigterm_stops_accepting_new_connections(server_factory, token):
     server = server_factory.start(args=["--workers", "1", "--blocking-threads", "2"])
     blocked = start_blocked_request(server, token)
