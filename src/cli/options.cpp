@@ -44,7 +44,10 @@ constexpr std::string_view target_name = "TARGET";
 constexpr std::string_view target_help =
     "The WSGI application as module:attribute, e.g. mysite.wsgi:application. The module part "
     "is a dotted module path, the attribute part a dotted attribute path; both consist of "
-    "identifiers (ASCII letters, digits, '_', not starting with a digit).";
+    "identifiers (ASCII letters, digits, '_', not starting with a digit). Without "
+    "':attribute' the attribute is 'application' (mysite.wsgi means "
+    "mysite.wsgi:application, as in gunicorn).";
+constexpr std::string_view default_attribute = "application";
 constexpr std::array<std::string_view, 2> help_flags{"-h", "--help"};
 constexpr std::string_view help_flag_help = "Print this help and exit.";
 constexpr std::string_view version_flag = "--version";
@@ -238,12 +241,25 @@ Binding choice() {
                     return;
                 }
             }
+            // A unique prefix of 4+ letters too: "warn" is how spdlog, Python's logging
+            // and many configs spell "warning".
+            std::size_t found = names.size();
+            for (std::size_t i = 0; text.size() >= 4 && i < names.size(); ++i) {
+                if (text.size() < names[i].size() &&
+                    equals_ignoring_case(text, names[i].substr(0, text.size()))) {
+                    found = found == names.size() ? i : names.size() + 1;
+                }
+            }
+            if (found < names.size()) {
+                config.*member = static_cast<Enum>(found);
+                return;
+            }
             throw BadValue("is not one of: " + join(names, ", "));
         },
         [](const Config& config) {
             return std::string(names.at(static_cast<std::size_t>(config.*member)));
         },
-        "One of: " + join(names, ", ") + " (any case).",
+        "One of: " + join(names, ", ") + " (any case, or a unique prefix of 4 letters or more).",
     };
 }
 
@@ -521,8 +537,31 @@ bool is_dotted_path(std::string_view path) {
 
 bool is_valid_target(std::string_view target) {
     const auto colon = target.find(':');
-    return colon != std::string_view::npos && is_dotted_path(target.substr(0, colon)) &&
-           is_dotted_path(target.substr(colon + 1));
+    if (colon == std::string_view::npos) {
+        return is_dotted_path(target); // module only: the attribute defaults
+    }
+    return is_dotted_path(target.substr(0, colon)) && is_dotted_path(target.substr(colon + 1));
+}
+
+// "--name=" (an empty value, e.g. from --name=$UNSET) as "--name" "": CLI11 would take the
+// next argument as the value instead. Nothing after a "--" is an option.
+std::vector<std::string> split_empty_assignments(const std::vector<std::string>& args) {
+    std::vector<std::string> out;
+    out.reserve(args.size());
+    bool options_done = false;
+    for (const auto& arg : args) {
+        if (arg == "--") {
+            options_done = true;
+        }
+        if (!options_done && arg.size() > 3 && arg.compare(0, 2, "--") == 0 &&
+            arg.back() == '=' && arg.find('=') == arg.size() - 1) {
+            out.push_back(arg.substr(0, arg.size() - 1));
+            out.emplace_back();
+            continue;
+        }
+        out.push_back(arg);
+    }
+    return out;
 }
 
 ParseOutcome usage_error(const std::string& message) {
@@ -572,8 +611,9 @@ ParseOutcome parse(const std::vector<std::string>& args, const EnvLookup& env) {
     const Registered registered = register_options(app);
 
     // CLI11 consumes its arguments from the back and without the program name.
+    const std::vector<std::string> split = split_empty_assignments(args);
     std::vector<std::string> reversed;
-    if (!args.empty()) reversed.assign(args.rbegin(), std::prev(args.rend()));
+    if (!split.empty()) reversed.assign(split.rbegin(), std::prev(split.rend()));
     try {
         app.parse(reversed);
     } catch (const CLI::CallForHelp&) {
@@ -632,9 +672,11 @@ ParseOutcome parse(const std::vector<std::string>& args, const EnvLookup& env) {
     const std::string& target = registered.target->results().back();
     if (!is_valid_target(target)) {
         return usage_error(std::string(target_name) + ": value '" + target +
-                           "' is not of the form module[.sub]*:attribute[.attr]*");
+                           "' is not of the form module[.sub]*[:attribute[.attr]*]");
     }
-    outcome.config.target = target;
+    outcome.config.target = target.find(':') == std::string::npos
+                                ? target + ":" + std::string(default_attribute)
+                                : target;
     return outcome;
 }
 

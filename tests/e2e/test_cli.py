@@ -214,6 +214,16 @@ def test_factory(server_factory):
     assert resp.header("X-Factory") == "1"
 
 
+def test_module_only_target_serves_its_application(server_factory):
+    server = server_factory.start("wsgi_app")  # means wsgi_app:application, as in gunicorn
+    assert http_get(server.port, "/hello").body == b"Hello, world!\n"
+
+
+def test_empty_assigned_value_does_not_swallow_the_target(server_factory):
+    server = server_factory.start("wsgi_app:app", ["--url-path-prefix="])
+    assert environ_of(server)["environ"]["SCRIPT_NAME"] == ""
+
+
 def test_working_dir_option(server_factory, tmp_path):
     server = server_factory.start(cwd=tmp_path)  # --working-dir apps/ is passed by default
     assert environ_of(server)["cwd"] == str(APPS_DIR)

@@ -443,12 +443,12 @@ TEST(OptionErrors, MissingTarget) {
 }
 
 TEST(OptionErrors, MalformedTarget) {
-    for (const char* bad : {"app", "app:", ":application", "app:application:x", "1app:x",
-                            "app:1x", "my-app:x", "app.:x", ".app:x", "app..sub:x", "app:x.",
-                            "app:x()", "app: x", "app/sub:x", "app:x-y"}) {
+    for (const char* bad : {"app:", ":application", "app:application:x", "1app:x", "1app",
+                            "app:1x", "my-app:x", "my-app", "app.:x", ".app:x", "app..sub:x",
+                            "app:x.", "app.", "app:x()", "app: x", "app/sub:x", "app:x-y"}) {
         SCOPED_TRACE(bad);
         EXPECT_EQ(parse_error({bad}), std::string("appserver: error: TARGET: value '") + bad +
-                                          "' is not of the form module[.sub]*:attribute[.attr]*");
+                                          "' is not of the form module[.sub]*[:attribute[.attr]*]");
     }
 }
 
@@ -458,6 +458,32 @@ TEST(Options, WellFormedTargets) {
         SCOPED_TRACE(good);
         EXPECT_EQ(parse_ok({good}).target, good);
     }
+}
+
+TEST(Options, ModuleOnlyTargetMeansItsApplication) {
+    // As in gunicorn: "mysite.wsgi" is "mysite.wsgi:application".
+    EXPECT_EQ(parse_ok({"mysite.wsgi"}).target, "mysite.wsgi:application");
+    EXPECT_EQ(parse_ok({"app"}).target, "app:application");
+}
+
+TEST(Options, EmptyAssignedValueIsAValueNotTheNextArgument) {
+    // --opt= (say --url-path-prefix=$UNSET) sets the empty value; it must not swallow TARGET.
+    const Config c = parse_ok({"--url-path-prefix=", "app:application"});
+    EXPECT_EQ(c.url_path_prefix, "");
+    EXPECT_EQ(c.target, "app:application");
+    const std::string port_error = parse_error({"--port=", "app:application"});
+    EXPECT_EQ(port_error.rfind("appserver: error: --port: value ''", 0), 0U) << port_error;
+    // After "--" nothing is an option.
+    EXPECT_EQ(parse_error({"--", "--port="}).find("--port: value"), std::string::npos);
+}
+
+TEST(Options, LogLevelTakesAUniquePrefix) {
+    EXPECT_EQ(parse_ok({"--log-level", "warn", "app:application"}).log_level,
+              parse_ok({"--log-level", "warning", "app:application"}).log_level);
+    EXPECT_EQ(parse_ok({"--log-level", "CRIT", "app:application"}).log_level,
+              parse_ok({"--log-level", "critical", "app:application"}).log_level);
+    EXPECT_NE(parse_error({"--log-level", "war", "app:application"}), ""); // too short
+    EXPECT_NE(parse_error({"--log-level", "warnings", "app:application"}), "");
 }
 
 // ---- --help, --version and the docs -----------------------------------------------------

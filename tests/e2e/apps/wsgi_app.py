@@ -994,3 +994,6 @@ def create_app():
         return app(environ, tagging_start_response)
 
     return factory_app
+
+
+application = app  # what a module-only TARGET ("wsgi_app") names, as in gunicorn
