@@ -82,7 +82,15 @@ void release_objects() {
 // failure came from a request body the client got wrong (wsgi.input raised), the client
 // gets the 4xx that says so rather than a 500.
 void fail(server::Exchange& ex, net::BlockingScope& scope, const char* context) {
-    log_exception(context);
+    // Which request failed, so the traceback can be tied to it (and to the client's report).
+    const auto& head = ex.head();
+    std::string_view target = head.target_view();
+    constexpr std::size_t max_target = 200;
+    std::string where = std::string(context) + " (" + std::string(head.method_name()) + " " +
+                        std::string(target.substr(0, max_target)) +
+                        (target.size() > max_target ? "..." : "") + " from " + ex.remote_addr() +
+                        ")";
+    log_exception(where.c_str());
     if (!ex.response_started()) {
         if (const int status = ex.body_error_status(); status != 0) {
             ex.send_error(status, ex.body_error(), scope);

@@ -355,6 +355,8 @@ def test_app_exception_gives_500_and_traceback(app_server, token):
     assert f"boom {token}".encode() not in resp.body, "tracebacks must not leak to clients"
     log = app_server.wait_for_log(f"RuntimeError: boom {token}")
     assert "Traceback" in log
+    # The log line says which request failed.
+    assert f"exception in the WSGI application (GET /error?token={token} from 127.0.0.1)" in log
     assert_serves(app_server)
 
 
