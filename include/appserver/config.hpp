@@ -28,6 +28,7 @@ struct Config {
     std::string host = "127.0.0.1";
     std::uint16_t port = 8000;
     std::string uds;                // unix domain socket path; when set, host/port are unused
+    std::string uds_permissions;    // octal mode for the socket file ("660"); empty = umask's
     int backlog = 1024;             // listen(2) backlog of the shared listening socket
 
     // Processes and threads.

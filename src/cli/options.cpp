@@ -292,6 +292,15 @@ void check_not_empty(const std::string& value) {
     if (value.empty()) throw BadValue("must not be empty");
 }
 
+void check_file_mode(const std::string& value) {
+    // Octal permission bits, as chmod takes them: 660, 0660, 777.
+    const bool octal = !value.empty() && value.size() <= 4 &&
+                       value.find_first_not_of("01234567") == std::string::npos;
+    if (!octal || std::stoul(value, nullptr, 8) > 0777) {
+        throw BadValue("is not an octal file mode from 0 to 777 (e.g. 660)");
+    }
+}
+
 void check_socket_path(const std::string& value) {
     // The path must fit sockaddr_un::sun_path with its terminating NUL; failing here beats
     // failing in bind() after the workers were forked.
@@ -369,6 +378,10 @@ const std::vector<OptionSpec>& option_table() {
          text<&Config::uds, check_socket_path>(
              "PATH", "At most " + std::to_string(sizeof(sockaddr_un::sun_path) - 1) + " bytes."),
          "Listen on a unix domain socket at this path instead of --host/--port."},
+        {"uds-permissions", {}, "Listening",
+         text<&Config::uds_permissions, check_file_mode>("MODE", "Octal, e.g. 660."),
+         "Permissions of the --uds socket file (who may connect: a proxy running as another "
+         "user needs write permission); default: as the process umask leaves them."},
         {"backlog", {}, "Listening", at_least<&Config::backlog, 1>("N"),
          "Backlog of the listening socket (pending connections not yet accepted); the "
          "kernel caps it at net.core.somaxconn."},

@@ -58,6 +58,14 @@ ListenSocket bind_unix(const Config& config) {
         ::close(s.fd);
         fail("cannot bind unix socket " + config.uds, err);
     }
+    if (!config.uds_permissions.empty() &&
+        ::chmod(config.uds.c_str(),
+                static_cast<mode_t>(std::stoul(config.uds_permissions, nullptr, 8))) < 0) {
+        const int err = errno;
+        ::close(s.fd);
+        ::unlink(config.uds.c_str());
+        fail("cannot set --uds-permissions on " + config.uds, err);
+    }
     if (::stat(config.uds.c_str(), &st) == 0) {
         s.uds_inode = st.st_ino;
     }

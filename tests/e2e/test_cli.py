@@ -2,6 +2,7 @@
 app loading (import errors, --factory, --working-dir, --env)."""
 
 import json
+import stat
 import re
 import socket
 
@@ -265,10 +266,12 @@ def test_env_list_and_boolean_variables(server_factory):
     assert json.loads(http_get(server.port, "/osenv?key=E2E_ONE").body)["value"] == "1"
 
 
-def test_unix_domain_socket(server_factory, tmp_path):
+@pytest.mark.parametrize("mode", [None, "660", "0777"])
+def test_unix_domain_socket(server_factory, tmp_path, mode):
     path = tmp_path / "appserver.sock"
+    extra = [] if mode is None else ["--uds-permissions", mode]
     server = server_factory.start(
-        argv_override=["--uds", str(path), "--working-dir", str(APPS_DIR), "wsgi_app:app"], wait=False
+        argv_override=["--uds", str(path), *extra, "--working-dir", str(APPS_DIR), "wsgi_app:app"], wait=False
     )
 
     def connectable():
@@ -286,3 +289,5 @@ def test_unix_domain_socket(server_factory, tmp_path):
         resp = c.request("GET", "/environ/uds")
     assert resp.status == 200
     assert json.loads(resp.body)["environ"]["PATH_INFO"] == "/environ/uds"
+    if mode is not None:
+        assert stat.S_IMODE(path.stat().st_mode) == int(mode, 8)

@@ -122,6 +122,8 @@ std::vector<OptionCase> option_cases() {
         {"--port", "APPSERVER_PORT", "65535", [](const Config& c) { EXPECT_EQ(c.port, 65535); }},
         {"--uds", "APPSERVER_UDS", "/run/app.sock",
          [](const Config& c) { EXPECT_EQ(c.uds, "/run/app.sock"); }},
+        {"--uds-permissions", "APPSERVER_UDS_PERMISSIONS", "660",
+         [](const Config& c) { EXPECT_EQ(c.uds_permissions, "660"); }},
         {"--backlog", "APPSERVER_BACKLOG", "2048",
          [](const Config& c) { EXPECT_EQ(c.backlog, 2048); }},
         {"--workers", "APPSERVER_WORKERS", "8", [](const Config& c) { EXPECT_EQ(c.workers, 8U); }},
@@ -161,6 +163,7 @@ void expect_same_config(const Config& a, const Config& b) {
     EXPECT_EQ(a.host, b.host);
     EXPECT_EQ(a.port, b.port);
     EXPECT_EQ(a.uds, b.uds);
+    EXPECT_EQ(a.uds_permissions, b.uds_permissions);
     EXPECT_EQ(a.backlog, b.backlog);
     EXPECT_EQ(a.workers, b.workers);
     EXPECT_EQ(a.blocking_threads, b.blocking_threads);
@@ -347,6 +350,10 @@ std::vector<BadCase> bad_cases() {
         {"--port", "http", "is not an integer"},
         {"--uds", "", "must not be empty"},
         {"--uds", long_path, "is longer than 107 bytes, the limit for a unix socket path"},
+        {"--uds-permissions", "rw", "is not an octal file mode from 0 to 777 (e.g. 660)"},
+        {"--uds-permissions", "880", "is not an octal file mode from 0 to 777 (e.g. 660)"},
+        {"--uds-permissions", "1777", "is not an octal file mode from 0 to 777 (e.g. 660)"},
+        {"--uds-permissions", "", "is not an octal file mode from 0 to 777 (e.g. 660)"},
         {"--backlog", "0", "must be at least 1"},
         {"--backlog", "2147483648", "is too large (at most 2147483647)"},
         {"--workers", "abc", "is not an integer"},
