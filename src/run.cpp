@@ -82,6 +82,16 @@ const char* version() {
 
 int run(const Config& config) {
     log::init(config.log_level, "master");
+    {
+        std::vector<std::string> names;
+        for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+            const std::string_view entry(*e);
+            names.emplace_back(entry.substr(0, entry.find('=')));
+        }
+        for (const auto& warning : cli::unknown_environment_variables(names)) {
+            spdlog::warn("{}", warning);
+        }
+    }
     if (std::string err = wsgi::prepare_process(config); !err.empty()) {
         return fail(err);
     }

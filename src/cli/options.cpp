@@ -62,7 +62,9 @@ constexpr std::string_view environment_rules =
     "counts as unset. Boolean variables accept 1/0, true/false and yes/no (any case). "
     "APPSERVER_ENV holds several KEY=VAL entries separated by spaces, tabs or newlines (so "
     "its values cannot contain whitespace; use --env for those); any --env on the command "
-    "line replaces APPSERVER_ENV entirely. Aliases have no environment variable of their own.";
+    "line replaces APPSERVER_ENV entirely. Aliases have no environment variable of their own. "
+    "A variable that starts with APPSERVER_ but is no option's (a typo) is ignored with a "
+    "warning in the log.";
 
 constexpr std::string_view exit_status_rules =
     "--help and --version exit with status 0; an unknown option, a bad value or a missing or "
@@ -431,12 +433,16 @@ const std::vector<OptionSpec>& option_table() {
     return table;
 }
 
-std::string env_var_name(const OptionSpec& spec) {
+std::string env_var_name(std::string_view option_name) {
     std::string name(env_prefix);
-    for (char c : spec.name) {
+    for (char c : option_name) {
         name += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
     }
     return name;
+}
+
+std::string env_var_name(const OptionSpec& spec) {
+    return env_var_name(spec.name);
 }
 
 std::string flag_name(std::string_view name) { return "--" + std::string(name); }
@@ -691,6 +697,35 @@ ParseOutcome parse(const std::vector<std::string>& args, const EnvLookup& env) {
                                 ? target + ":" + std::string(default_attribute)
                                 : target;
     return outcome;
+}
+
+std::vector<std::string> unknown_environment_variables(const std::vector<std::string>& names) {
+    std::vector<std::string> warnings;
+    const auto& table = option_table();
+    for (const auto& name : names) {
+        if (name.rfind(env_prefix, 0) != 0) {
+            continue;
+        }
+        bool known = false;
+        std::string hint;
+        for (const auto& spec : table) {
+            const std::string canonical = env_var_name(spec);
+            if (name == canonical) {
+                known = true;
+                break;
+            }
+            for (auto alias : spec.aliases) {
+                if (name == env_var_name(alias)) {
+                    hint = " (aliases have no variable: use " + canonical + ")";
+                }
+            }
+        }
+        if (!known) {
+            warnings.push_back("environment variable " + name +
+                               " is not an option's variable; ignored" + hint);
+        }
+    }
+    return warnings;
 }
 
 std::string markdown_reference() {

@@ -23,6 +23,10 @@ using EnvLookup = std::function<const char*(const char*)>;
 // args[0] is the program name. env defaults to ::getenv.
 ParseOutcome parse(const std::vector<std::string>& args, const EnvLookup& env = {});
 
+// One warning line for each name that starts with APPSERVER_ but is no option's variable
+// (a typo such as APPSERVER_WORKER, or an alias's name): such a variable is ignored.
+std::vector<std::string> unknown_environment_variables(const std::vector<std::string>& names);
+
 // For Kind::exit: prints output (stdout for exit code 0, else stderr) and returns the code.
 int print_and_exit_code(const ParseOutcome& outcome);
 

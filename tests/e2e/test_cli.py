@@ -215,6 +215,11 @@ def test_factory(server_factory):
     assert resp.header("X-Factory") == "1"
 
 
+def test_unknown_appserver_variable_is_warned_about(server_factory):
+    server = server_factory.start(env={"APPSERVER_WORKER": "4"})  # a typo of APPSERVER_WORKERS
+    server.wait_for_log("environment variable APPSERVER_WORKER is not an option's variable; ignored")
+
+
 def test_module_only_target_serves_its_application(server_factory):
     server = server_factory.start("wsgi_app")  # means wsgi_app:application, as in gunicorn
     assert http_get(server.port, "/hello").body == b"Hello, world!\n"

@@ -573,3 +573,13 @@ TEST(OptionsDocs, CliReferenceIsUpToDate) {
 }
 
 } // namespace
+
+TEST(OptionsEnvironment, UnknownAppserverVariablesAreReported) {
+    const auto warnings = appserver::cli::unknown_environment_variables(
+        {"PATH", "APPSERVER_WORKERS", "APPSERVER_WORKER", "APPSERVER_THREADS", "APPSERVERX"});
+    ASSERT_EQ(warnings.size(), 2U);
+    EXPECT_EQ(warnings[0], "environment variable APPSERVER_WORKER is not an option's variable; ignored");
+    EXPECT_EQ(warnings[1],
+              "environment variable APPSERVER_THREADS is not an option's variable; ignored "
+              "(aliases have no variable: use APPSERVER_BLOCKING_THREADS)");
+}
