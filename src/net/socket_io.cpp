@@ -5,7 +5,9 @@
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <chrono>
 #include <climits>
 
@@ -15,7 +17,8 @@ namespace {
 // Waits for events on fd; false on timeout or a poll error.
 IoResult wait_for(int fd, short events, double timeout_s, BlockingScope& scope) {
     pollfd pfd{fd, events, 0};
-    const int ms = timeout_s <= 0 ? 0 : static_cast<int>(timeout_s * 1000.0);
+    // Rounded up: a deadline under a millisecond away still waits (poll's 0 would not).
+    const int ms = timeout_s <= 0 ? 0 : std::max(1, static_cast<int>(std::ceil(timeout_s * 1000.0)));
     scope.enter();
     int rc;
     do {

@@ -83,9 +83,11 @@ PyObject* load_app(const Config& config, std::string& error) {
             }
         }
         if (!PyCallable_Check(obj.ptr())) {
-            error = "'" + config.target + "' is not callable (a " +
-                    std::string(Py_TYPE(obj.ptr())->tp_name) + ")" +
-                    (config.factory ? "" : "; if it is a factory, pass --factory");
+            const std::string type = Py_TYPE(obj.ptr())->tp_name;
+            error = config.factory
+                        ? "the application factory '" + config.target + "' returned an object of type " +
+                              type + ", not a WSGI callable"
+                        : "'" + config.target + "' is not callable (its type is " + type + ")";
             return nullptr;
         }
         return obj.release().ptr();

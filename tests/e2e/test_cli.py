@@ -164,6 +164,11 @@ def test_attribute_not_callable():
     assert_cli_error(result, "NOT_CALLABLE", one_line=False)
 
 
+def test_factory_returning_a_non_callable():
+    result = run_cli(app_argv("wsgi_app:NOT_CALLABLE.__class__") + ["--factory"])  # int() -> 0
+    assert_cli_error(result, "returned an object of type int, not a WSGI callable", one_line=False)
+
+
 def test_factory_that_does_not_exist():
     result = run_cli(app_argv("wsgi_app:no_factory") + ["--factory"])
     assert_cli_error(result, "no_factory", one_line=False)
