@@ -13,6 +13,43 @@
 namespace py = pybind11;
 
 namespace appserver::wsgi {
+namespace {
+
+// Prints the pending Python error's traceback and returns "". Except for SystemExit (which
+// PyErr_Print would turn into a silent exit of the whole server) and KeyboardInterrupt:
+// those are described in the returned line instead, without a traceback.
+std::string print_error(const std::string& what) {
+    if (PyErr_ExceptionMatches(PyExc_SystemExit)) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        std::string code = "None";
+        if (value != nullptr) {
+            if (PyObject* c = PyObject_GetAttrString(value, "code"); c != nullptr) {
+                if (PyObject* r = PyObject_Repr(c); r != nullptr) {
+                    if (const char* text = PyUnicode_AsUTF8(r); text != nullptr) {
+                        code = text;
+                    }
+                    Py_DECREF(r);
+                }
+                Py_DECREF(c);
+            }
+        }
+        PyErr_Clear();
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+        return what + " called sys.exit(" + code + ")";
+    }
+    if (PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)) {
+        PyErr_Clear();
+        return what + " was interrupted (KeyboardInterrupt)";
+    }
+    PyErr_Print();
+    return {};
+}
+
+} // namespace
 
 std::string prepare_process(const Config& config) {
     for (const auto& [key, value] : config.env) {
@@ -54,8 +91,10 @@ PyObject* load_app(const Config& config, std::string& error) {
             obj = py::module_::import(module_name.c_str());
         } catch (py::error_already_set& e) {
             e.restore();
-            PyErr_Print();
-            error = "cannot import module '" + module_name + "' (traceback above)";
+            error = print_error("importing module '" + module_name + "'");
+            if (error.empty()) {
+                error = "cannot import module '" + module_name + "' (traceback above)";
+            }
             return nullptr;
         }
         std::size_t start = 0;
@@ -77,8 +116,10 @@ PyObject* load_app(const Config& config, std::string& error) {
                 obj = obj();
             } catch (py::error_already_set& e) {
                 e.restore();
-                PyErr_Print();
-                error = "the application factory '" + config.target + "' raised (traceback above)";
+                error = print_error("the application factory '" + config.target + "'");
+                if (error.empty()) {
+                    error = "the application factory '" + config.target + "' raised (traceback above)";
+                }
                 return nullptr;
             }
         }

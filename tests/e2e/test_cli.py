@@ -154,6 +154,14 @@ def test_module_raising_on_import_prints_traceback():
     assert_cli_error(result, "broken_app import failure marker 7f3a", "Traceback", one_line=False)
 
 
+def test_module_calling_sys_exit_on_import_is_an_error():
+    """PyErr_Print would quietly exit with the module's code (0 here): a supervisor would see
+    a clean stop of a server that never served."""
+    result = run_cli(app_argv("exiting_app:app"))
+    assert_cli_error(result, "importing module 'exiting_app' called sys.exit(0)")
+    assert result.returncode == 1
+
+
 def test_missing_attribute():
     result = run_cli(app_argv("wsgi_app:no_such_attribute"))
     assert_cli_error(result, "no_such_attribute", one_line=False)
