@@ -95,6 +95,11 @@ int run(const Config& config) {
     if (std::string err = wsgi::prepare_process(config); !err.empty()) {
         return fail(err);
     }
+    try {
+        net::check_address(config); // before a possibly slow (or failing) import
+    } catch (const std::exception& e) {
+        return fail(e.what());
+    }
     std::string error;
     PyObject* app = wsgi::load_app(config, error);
     if (app == nullptr) {

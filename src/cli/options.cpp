@@ -373,7 +373,8 @@ const std::vector<OptionSpec>& option_table() {
          "when the request path starts with it."},
 
         {"host", {}, "Listening",
-         text<&Config::host, check_not_empty>("ADDRESS", "An IP address or host name."),
+         text<&Config::host, check_not_empty>(
+             "ADDRESS", "An IP address (IPv6 with or without brackets) or host name."),
          "Address to bind."},
         {"port", {}, "Listening", between<&Config::port, 1, 65535>("PORT"), "TCP port to bind."},
         {"uds", {}, "Listening",

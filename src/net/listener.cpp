@@ -10,6 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -72,19 +73,38 @@ ListenSocket bind_unix(const Config& config) {
     return s;
 }
 
-ListenSocket bind_tcp(const Config& config) {
+// "[::1]" (the URI form of an IPv6 address) is "::1" to getaddrinfo.
+std::string bare_host(const std::string& host) {
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+        return host.substr(1, host.size() - 2);
+    }
+    return host;
+}
+
+addrinfo* resolve(const Config& config) {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     addrinfo* res = nullptr;
+    const std::string host = bare_host(config.host);
     const std::string port = std::to_string(config.port);
-    const int gai = ::getaddrinfo(config.host.empty() ? nullptr : config.host.c_str(),
-                                  port.c_str(), &hints, &res);
+    const int gai = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &res);
     if (gai != 0) {
+        std::string hint;
+        if (host.find(':') != std::string::npos && host.find("::") == std::string::npos &&
+            std::count(host.begin(), host.end(), ':') == 1) {
+            hint = " (the port goes in --port)";
+        }
         throw std::runtime_error("--host: cannot resolve '" + config.host +
-                                 "': " + ::gai_strerror(gai));
+                                 "': " + ::gai_strerror(gai) + hint);
     }
+    return res;
+}
+
+ListenSocket bind_tcp(const Config& config) {
+    addrinfo* res = resolve(config);
+    const std::string port = std::to_string(config.port);
     int last_err = 0;
     ListenSocket s;
     for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
@@ -109,7 +129,10 @@ ListenSocket bind_tcp(const Config& config) {
     }
     ::freeaddrinfo(res);
     if (s.fd < 0) {
-        fail("cannot bind " + config.host + ":" + port, last_err);
+        const std::string host = bare_host(config.host);
+        fail("cannot bind " + (host.find(':') != std::string::npos ? "[" + host + "]" : host) +
+                 ":" + port,
+             last_err);
     }
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
@@ -138,6 +161,12 @@ std::string ListenSocket::url() const {
         return "http://[" + host + "]:" + std::to_string(port);
     }
     return "http://" + host + ":" + std::to_string(port);
+}
+
+void check_address(const Config& config) {
+    if (config.uds.empty()) {
+        ::freeaddrinfo(resolve(config));
+    }
 }
 
 ListenSocket bind_listener(const Config& config) {

@@ -21,6 +21,10 @@ struct ListenSocket {
 // Binds and listens as the config says. Throws std::runtime_error with a one-line reason.
 ListenSocket bind_listener(const Config& config);
 
+// Resolves --host (binding nothing), so that a bad address is reported before the app is
+// imported; throws std::runtime_error as bind_listener would.
+void check_address(const Config& config);
+
 // Closes the socket; removes the unix socket file when remove_path.
 void close_listener(ListenSocket& sock, bool remove_path);
 

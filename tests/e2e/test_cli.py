@@ -154,6 +154,17 @@ def test_module_raising_on_import_prints_traceback():
     assert_cli_error(result, "broken_app import failure marker 7f3a", "Traceback", one_line=False)
 
 
+def test_bad_host_is_reported_before_the_app_is_imported():
+    result = run_cli(app_argv("broken_app:app") + ["--host", "no such host"])
+    assert_cli_error(result, "--host: cannot resolve 'no such host'")
+    assert "broken_app import failure" not in result.stderr
+
+
+def test_host_with_a_port_gets_a_hint():
+    result = run_cli(app_argv("wsgi_app:app") + ["--host", "127.0.0.1:9000"])
+    assert_cli_error(result, "the port goes in --port")
+
+
 def test_module_calling_sys_exit_on_import_is_an_error():
     """PyErr_Print would quietly exit with the module's code (0 here): a supervisor would see
     a clean stop of a server that never served."""
@@ -282,6 +293,26 @@ def test_env_list_and_boolean_variables(server_factory):
     assert resp.header("X-Factory") == "1"
     assert json.loads(resp.body)["value"] == "two"
     assert json.loads(http_get(server.port, "/osenv?key=E2E_ONE").body)["value"] == "1"
+
+
+def test_bracketed_ipv6_host(server_factory):
+    """--host [::1], the URI spelling of an IPv6 address, is ::1."""
+    port = free_port()
+    server = server_factory.start(
+        argv_override=["--host", "[::1]", "--port", str(port), "--working-dir", str(APPS_DIR), "wsgi_app:app"],
+        wait=False,
+    )
+
+    def answers():
+        assert server.alive(), f"server exited:\n{server.log_tail()}"
+        try:
+            with socket.create_connection(("::1", port), timeout=5) as s:
+                s.sendall(b"GET /hello HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n")
+                return s.recv(100).startswith(b"HTTP/1.1 200")
+        except OSError:
+            return False
+
+    wait_until(answers, 30, "the server to answer on [::1]")
 
 
 @pytest.mark.parametrize("mode", [None, "660", "0777"])
