@@ -115,7 +115,8 @@ int run(const Config& config) {
     try {
         wsgi_app = std::make_unique<wsgi::WsgiApplication>(
             config, app, listener.family == AF_UNIX ? "localhost" : listener.host,
-            listener.family == AF_UNIX ? "" : std::to_string(listener.port));
+            // PEP 3333: SERVER_PORT is never empty; on a unix socket, the scheme's default.
+            listener.family == AF_UNIX ? "80" : std::to_string(listener.port));
     } catch (const std::exception& e) {
         net::close_listener(listener, true);
         return fail(e.what());

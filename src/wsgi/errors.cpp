@@ -11,8 +11,12 @@ namespace {
 
 struct ErrorsObject {
     PyObject_HEAD
-    std::string* pending; // a line not yet ended by '\n' (all access under the GIL)
 };
+
+// A line not yet ended by '\n', per thread: requests on one blocking thread come one at a
+// time, so lines of concurrent requests are never spliced together, and the rest of a
+// request's last line is logged when the request ends (flush_errors_stream()).
+thread_local std::string pending_line;
 
 PyObject* the_stream = nullptr;
 
@@ -33,7 +37,7 @@ void emit_lines(std::string& pending, bool flush_all) {
     }
 }
 
-bool append_text(ErrorsObject* self, PyObject* s) {
+bool append_text(PyObject* s) {
     if (!PyUnicode_Check(s)) {
         PyErr_Format(PyExc_TypeError, "wsgi.errors.write() argument must be str, not %s",
                      Py_TYPE(s)->tp_name);
@@ -44,28 +48,26 @@ bool append_text(ErrorsObject* self, PyObject* s) {
     if (utf8 == nullptr) {
         return false;
     }
-    self->pending->append(utf8, static_cast<std::size_t>(n));
+    pending_line.append(utf8, static_cast<std::size_t>(n));
     return true;
 }
 
-PyObject* errors_write(PyObject* self, PyObject* arg) {
-    auto* e = reinterpret_cast<ErrorsObject*>(self);
-    if (!append_text(e, arg)) {
+PyObject* errors_write(PyObject*, PyObject* arg) {
+    if (!append_text(arg)) {
         return nullptr;
     }
-    emit_lines(*e->pending, false);
+    emit_lines(pending_line, false);
     return PyLong_FromSsize_t(PyUnicode_GetLength(arg));
 }
 
-PyObject* errors_writelines(PyObject* self, PyObject* seq) {
-    auto* e = reinterpret_cast<ErrorsObject*>(self);
+PyObject* errors_writelines(PyObject*, PyObject* seq) {
     PyObject* it = PyObject_GetIter(seq);
     if (it == nullptr) {
         return nullptr;
     }
     PyObject* item;
     while ((item = PyIter_Next(it)) != nullptr) {
-        const bool ok = append_text(e, item);
+        const bool ok = append_text(item);
         Py_DECREF(item);
         if (!ok) {
             Py_DECREF(it);
@@ -76,12 +78,12 @@ PyObject* errors_writelines(PyObject* self, PyObject* seq) {
     if (PyErr_Occurred()) {
         return nullptr;
     }
-    emit_lines(*e->pending, false);
+    emit_lines(pending_line, false);
     Py_RETURN_NONE;
 }
 
-PyObject* errors_flush(PyObject* self, PyObject*) {
-    emit_lines(*reinterpret_cast<ErrorsObject*>(self)->pending, true);
+PyObject* errors_flush(PyObject*, PyObject*) {
+    emit_lines(pending_line, true);
     Py_RETURN_NONE;
 }
 
@@ -112,13 +114,18 @@ bool init_errors_stream() {
     if (self == nullptr) {
         return false;
     }
-    self->pending = new std::string(); // lives as long as the process
     the_stream = reinterpret_cast<PyObject*>(self);
     return true;
 }
 
 PyObject* errors_stream() {
     return the_stream;
+}
+
+void flush_errors_stream() {
+    if (!pending_line.empty()) {
+        emit_lines(pending_line, true);
+    }
 }
 
 void log_exception(const char* context) {

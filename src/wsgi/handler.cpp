@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <initializer_list>
 #include <stdexcept>
 #include <vector>
 
@@ -126,11 +127,67 @@ void close_result(PyObject* result) {
     }
 }
 
+// Whether f's reads return its file's bytes as they are: an io.FileIO (open(path, "rb",
+// buffering=0)), or a BufferedReader/BufferedRandom over one (open(path, "rb"), a
+// TemporaryFile), subclasses included as long as they do not override a read method.
+// PEP 3333 defines a file_wrapper response as iter(f.read, b""), so anything else with a
+// fileno() (gzip.open, a subclass whose read() transforms) must be read, not sendfile'd.
+bool reads_plain_file(PyObject* f) {
+    static PyObject* const io = PyImport_ImportModule("io"); // kept for the process
+    if (io == nullptr) {
+        PyErr_Clear();
+        return false;
+    }
+    static PyObject* const file_io = PyObject_GetAttrString(io, "FileIO");
+    static PyObject* const buffered_reader = PyObject_GetAttrString(io, "BufferedReader");
+    static PyObject* const buffered_random = PyObject_GetAttrString(io, "BufferedRandom");
+    if (file_io == nullptr || buffered_reader == nullptr || buffered_random == nullptr) {
+        PyErr_Clear();
+        return false;
+    }
+    // type(obj) is base or a subclass, and each named method is still base's own.
+    const auto keeps_reads = [](PyObject* obj, PyObject* base, std::initializer_list<const char*> methods) {
+        auto* type = reinterpret_cast<PyObject*>(Py_TYPE(obj));
+        if (PyObject_IsSubclass(type, base) != 1) {
+            PyErr_Clear();
+            return false;
+        }
+        for (const char* name : methods) {
+            PyObject* mine = PyObject_GetAttrString(type, name);
+            PyObject* theirs = PyObject_GetAttrString(base, name);
+            const bool same = mine != nullptr && mine == theirs;
+            Py_XDECREF(mine);
+            Py_XDECREF(theirs);
+            if (!same) {
+                PyErr_Clear();
+                return false;
+            }
+        }
+        return true;
+    };
+    if (keeps_reads(f, file_io, {"read", "readinto", "readall"})) {
+        return true;
+    }
+    for (PyObject* buffered : {buffered_reader, buffered_random}) {
+        if (keeps_reads(f, buffered, {"read", "read1", "readinto", "readinto1"})) {
+            PyObject* raw = PyObject_GetAttrString(f, "raw");
+            if (raw == nullptr) {
+                PyErr_Clear();
+                return false;
+            }
+            const bool plain = keeps_reads(raw, file_io, {"read", "readinto", "readall"});
+            Py_DECREF(raw);
+            return plain;
+        }
+    }
+    return false;
+}
+
 // wsgi.file_wrapper over a real file: sendfile. False when it is not one (iterate).
 bool try_sendfile(server::Exchange& ex, StartResponseObject* sr, PyObject* wrapper,
                   GilRelease& gil) {
     auto* fw = reinterpret_cast<FileWrapperObject*>(wrapper);
-    if (sr->status == nullptr) {
+    if (sr->status == nullptr || !reads_plain_file(fw->filelike)) {
         return false;
     }
     PyObject* fileno = PyObject_CallMethodNoArgs(fw->filelike, interned().fileno);
@@ -358,6 +415,7 @@ void WsgiApplication::run(server::Exchange& ex) {
     }
     // The request is over: objects the app kept must not reach a reused exchange.
     Py_XDECREF(env);
+    flush_errors_stream();
     release_objects();
 }
 

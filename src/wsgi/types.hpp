@@ -55,6 +55,8 @@ bool apply_head(StartResponseObject* sr);
 // ---- wsgi.errors ----------------------------------------------------------------------
 // One shared, line-buffered stream into the server log.
 PyObject* errors_stream();
+// Logs what this thread wrote to wsgi.errors without a final newline (end of a request).
+void flush_errors_stream();
 
 // ---- wsgi.file_wrapper ----------------------------------------------------------------
 struct FileWrapperObject {

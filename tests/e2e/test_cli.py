@@ -338,5 +338,6 @@ def test_unix_domain_socket(server_factory, tmp_path, mode):
         resp = c.request("GET", "/environ/uds")
     assert resp.status == 200
     assert json.loads(resp.body)["environ"]["PATH_INFO"] == "/environ/uds"
+    assert json.loads(resp.body)["environ"]["SERVER_PORT"] == "80"  # PEP 3333: never empty
     if mode is not None:
         assert stat.S_IMODE(path.stat().st_mode) == int(mode, 8)

@@ -213,6 +213,16 @@ def test_wsgi_errors_reach_server_log(app_server, token):
     assert f"wsgi.errors writelines 1: {token}" in log
 
 
+def test_wsgi_errors_partial_line_is_logged_with_its_own_request(app_server, token):
+    """A last line without a newline is logged when its request ends, on a line of its own,
+    not held until (and joined to) whatever the next request writes."""
+    r = requests.get(f"{app_server.url}/errors-log", params={"msg": f"{token}-a", "partial": "1"}, timeout=10)
+    assert r.status_code == 200
+    log = app_server.wait_for_log(f"partial line without a newline: {token}-a")
+    line = next(ln for ln in log.splitlines() if f"partial line without a newline: {token}-a" in ln)
+    assert line.endswith(f"partial line without a newline: {token}-a"), line
+
+
 # ---- SCRIPT_NAME / --url-path-prefix
 
 

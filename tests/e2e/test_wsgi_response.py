@@ -221,6 +221,19 @@ def test_file_wrapper(app_server, token, kind, size, seek, cl):
     assert_closed_marker(app_server, token)
 
 
+@pytest.mark.parametrize("kind", ["gzip", "upper"])
+def test_file_wrapper_over_a_file_whose_read_transforms(app_server, token, kind):
+    """PEP 3333: a file_wrapper response means iter(filelike.read, b""). A file object with
+    a real fileno() but its own read() (gzip.open, a transforming subclass) must be read,
+    not sent raw from disk with sendfile."""
+    data = pattern(200_000)
+    expected = data.upper() if kind == "upper" else data
+    resp = http_get(app_server.port, f"/file-wrapper?kind={kind}&size=200000&token={token}")
+    assert resp.status == 200, resp
+    assert resp.body == expected
+    assert_closed_marker(app_server, token)
+
+
 def test_file_wrapper_iterated_by_middleware(app_server, token):
     # The app re-wraps the file_wrapper in a generator: the server can only iterate it.
     data = pattern(300_000)

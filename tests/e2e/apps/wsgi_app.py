@@ -455,6 +455,18 @@ class TrackedFile(io.FileIO):
         super().close()
 
 
+class UppercasingFile(TrackedFile):
+    """A real file whose read() transforms: its bytes on disk are not the body."""
+
+    def read(self, size=-1):
+        return super().read(size).upper()
+
+    def readinto(self, buffer):  # noqa: D401 - keep the transformation on every path
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
 class TrackedBytesIO(io.BytesIO):
     token = ""
 
@@ -462,6 +474,17 @@ class TrackedBytesIO(io.BytesIO):
         if not self.closed:
             mark(f"closed-{self.token}", "closed")
         super().close()
+
+
+def _marking_close(filelike, token):
+    inner = filelike.close
+
+    def close():
+        if not filelike.closed:
+            mark(f"closed-{token}", "closed")
+        inner()
+
+    return close
 
 
 def route_file_wrapper(environ, start_response):
@@ -477,6 +500,20 @@ def route_file_wrapper(environ, start_response):
                 f.write(data)
             os.replace(tmp, path)
         filelike = TrackedFile(path, "rb")
+    elif kind in ("gzip", "upper"):
+        # Real files with a fileno() whose read() is not their bytes on disk.
+        path = os.path.join(STATE_DIR, f"fw-{kind}-{size}-{token}.bin")
+        if kind == "gzip":
+            import gzip
+
+            with gzip.open(path, "wb") as f:
+                f.write(data)
+            filelike = gzip.open(path, "rb")
+            filelike.close = _marking_close(filelike, token)
+        else:
+            with open(path, "wb") as f:
+                f.write(data)
+            filelike = UppercasingFile(path, "rb")
     else:
         filelike = TrackedBytesIO(data)
     filelike.token = token
@@ -692,6 +729,8 @@ def route_errors_log(environ, start_response):
     errors.write(f"wsgi.errors write: {msg}\n")
     errors.writelines([f"wsgi.errors writelines 1: {msg}\n", f"wsgi.errors writelines 2: {msg}\n"])
     errors.flush()
+    if "partial" in query(environ):
+        errors.write(f"partial line without a newline: {msg}")  # no flush: ends with the request
     return respond_text(start_response, "logged")
 
 
