@@ -138,6 +138,21 @@ def test_unread_body_still_on_its_way_does_not_hold_the_worker(server_factory):
 # ------------------------------------------------------------------ 3. lingering close
 
 
+def test_early_answer_reaches_a_client_still_uploading(server_factory):
+    """The app answers without reading a 10 MiB body (as a 401 or 413 would): the client,
+    which sends its whole body before it reads (http.client, Go, Node), must still get the
+    answer, not a reset. The server drains the body in its lingering close."""
+    server = server_factory.start()
+    port = server.port
+    size = 10 * 1024 * 1024
+    with RawHTTP(port, timeout=30) as c:
+        c.send(build_request("POST", "/hello", [("Content-Length", str(size))], port=port))
+        c.sock.sendall(b"u" * size)  # a reset here (EPIPE) is the failure
+        resp = c.read_response()
+    assert resp.status == 200 and resp.body == b"Hello, world!\n", resp
+    assert_serves(server)
+
+
 def test_lingering_close_is_bounded_for_a_client_that_keeps_sending(server_factory):
     """After a 413, the server reads and drops what the client still sends before closing,
     but only so much: a client that keeps sending is cut off (formerly every block that
