@@ -16,6 +16,7 @@
 
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <memory>
 #include <stdexcept>
@@ -137,6 +138,11 @@ int run(const Config& config) {
                 ::_exit(rc);
             }
             PyEval_RestoreThread(main_state);
+        }
+        // Done serving: a stop signal that arrives now (the master forwarding one this
+        // worker already got from its process group) must not cut the exit handlers short.
+        for (int s : {SIGTERM, SIGINT, SIGQUIT}) {
+            ::signal(s, SIG_IGN);
         }
         run_python_exit_handlers();
         return rc;

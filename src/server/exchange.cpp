@@ -252,6 +252,11 @@ void Exchange::prepare_head(std::uint64_t known_length, bool length_known) {
             head_buf_.append("Content-Length: ");
             append_number(head_buf_, app_has_length_ ? app_length_ : known_length);
             head_buf_.append("\r\n");
+        } else if (http11) {
+            // What a GET would carry when its length is not known up front (RFC 9110
+            // 9.3.2); without any framing field some clients (node, aiohttp) take the
+            // response for close-delimited and drop the keep-alive connection.
+            head_buf_.append("Transfer-Encoding: chunked\r\n");
         }
     } else if (app_has_length_ || length_known) {
         framing_ = http::Framing::content_length;

@@ -161,7 +161,13 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
                 s.pid = 0;
                 if (stopping) {
                     spdlog::info("worker {} (pid {}) {}", i, pid, describe_status(status));
-                    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+                    // A worker handles SIGTERM/SIGINT while it serves; one can only die of
+                    // them after it finished (its handlers gone), when the master's copy of
+                    // a signal sent to the whole group arrives late. That is a clean stop.
+                    const bool late_stop_signal =
+                        WIFSIGNALED(status) &&
+                        (WTERMSIG(status) == SIGTERM || WTERMSIG(status) == SIGINT);
+                    if (!late_stop_signal && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
                         unclean = true; // forced past its grace period, or crashed
                     }
                     break;

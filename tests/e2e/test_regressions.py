@@ -327,6 +327,7 @@ def test_head_of_an_empty_list_body_invents_no_length(server_factory):
             "HEAD answered Content-Length: 0 for a resource whose length the app did not give"
         )
         assert head.header_all("Content-Length") == [], head
+        assert head.header("Transfer-Encoding") == "chunked", head  # length unknown, stated
         # No body bytes followed the HEAD response: the next answer parses cleanly.
         get = c.request("GET", "/empty-list")
         assert get.status == 200 and get.body == b"", get

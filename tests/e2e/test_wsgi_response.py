@@ -486,6 +486,8 @@ def test_head_on_streamed_response(app_server, token):
     head = pipelined(app_server, build_request("HEAD", f"/stream?token={token}", port=app_server.port), method="HEAD")
     assert head.status == 200
     assert head.body == b""
+    assert head.header("Transfer-Encoding") == "chunked", "what the GET would carry (RFC 9110 9.3.2)"
+    assert not head.server_closes
     assert_closed_marker(app_server, token)
 
 

@@ -856,11 +856,27 @@ TEST_F(ExchangeTest, HeadResponseHasNoBody) {
     EXPECT_TRUE(ex.keep_alive());
 }
 
-TEST_F(ExchangeTest, StreamedHeadResponseHasNoBodyAndNoChunking) {
+TEST_F(ExchangeTest, StreamedHeadResponseHasNoBodyAndSaysChunked) {
+    // No body, but the framing field a GET would carry (RFC 9110 9.3.2), so that clients
+    // do not take the response for close-delimited.
     TestExchange& ex = request("HEAD / HTTP/1.1\r\nHost: a\r\n\r\n");
     ex.begin_response(200, "200 OK");
     ASSERT_TRUE(send_parts(ex, {"hello"}, false, no_lock_));
     ASSERT_TRUE(send_parts(ex, {"world"}, false, no_lock_));
+    ASSERT_TRUE(ex.finish(no_lock_));
+    const Response r = parse_response(peer_received());
+    ASSERT_TRUE(r.complete_head);
+    EXPECT_EQ(r.get("transfer-encoding"), "chunked");
+    EXPECT_EQ(r.count("content-length"), 0U);
+    EXPECT_EQ(r.body, "");
+    ex.complete(no_lock_);
+    EXPECT_TRUE(ex.keep_alive());
+}
+
+TEST_F(ExchangeTest, StreamedHeadResponseOnHttp10HasNoFramingField) {
+    TestExchange& ex = request("HEAD / HTTP/1.0\r\n\r\n");
+    ex.begin_response(200, "200 OK");
+    ASSERT_TRUE(send_parts(ex, {"hello"}, false, no_lock_));
     ASSERT_TRUE(ex.finish(no_lock_));
     const Response r = parse_response(peer_received());
     ASSERT_TRUE(r.complete_head);
