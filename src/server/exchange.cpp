@@ -159,7 +159,13 @@ bool Exchange::fill_body(net::BlockingScope& scope, const int* stop) {
 
 void Exchange::begin_response(int code, std::string_view status) {
     head_buf_.clear();
-    head_buf_.append("HTTP/1.1 ").append(status).append("\r\n");
+    head_buf_.append("HTTP/1.1 ").append(status);
+    if (status.size() == 3) {
+        // A bare code ("200"): RFC 9112 4 wants the SP before the (possibly empty)
+        // reason; give it the standard one.
+        head_buf_.append(" ").append(http::reason_phrase(code));
+    }
+    head_buf_.append("\r\n");
     head_status_end_ = head_buf_.size();
     status_code_ = code;
     app_close_ = false;

@@ -497,6 +497,13 @@ def test_custom_reason_phrase(app_server):
     assert resp.reason == "Custom Reason"
 
 
+def test_bare_status_code_gets_the_standard_reason_phrase(app_server):
+    """RFC 9112 4: status-line = HTTP-version SP status-code SP [reason-phrase]."""
+    with RawHTTP(app_server.port) as c:
+        resp = c.request("GET", "/reason?status=404")
+    assert resp.raw_head.split(b"\r\n")[0] == b"HTTP/1.1 404 Not Found"
+
+
 def test_repeated_response_headers_kept_separate(app_server):
     resp = http_get(app_server.port, "/set-cookies")
     assert resp.header_all("Set-Cookie") == ["a=1; Path=/", "b=2; Path=/"]

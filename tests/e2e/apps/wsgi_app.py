@@ -705,7 +705,8 @@ def route_status(environ, start_response):
 
 
 def route_reason(environ, start_response):
-    start_response("299 Custom Reason", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+    status = query(environ).get("status", "299 Custom Reason")
+    start_response(status, [("Content-Type", "text/plain"), ("Content-Length", "2")])
     return [b"ok"]
 
 
