@@ -9,7 +9,11 @@
 #include <sys/ioctl.h>
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
+#include <mutex>
+#include <string>
+#include <unordered_set>
 
 namespace appserver::server {
 namespace {
@@ -174,6 +178,27 @@ void Exchange::begin_response(int code, std::string_view status) {
     app_length_ = 0;
 }
 
+// PEP 3333: a server that discards an application header must say so in its log. Once
+// per header name and process, at warning level: an app that always sends one would
+// otherwise write a line per request.
+void Exchange::note_dropped_header(std::string_view name) {
+    static std::mutex mutex;
+    static std::unordered_set<std::string> noted;
+    std::string lower(name);
+    for (char& c : lower) {
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    }
+    {
+        std::lock_guard lock(mutex);
+        if (!noted.insert(lower).second) {
+            return;
+        }
+    }
+    spdlog::warn("the application set the hop-by-hop response header '{}': the server owns "
+                 "it and drops it (logged once)",
+                 name);
+}
+
 bool Exchange::add_header(std::string_view name, std::string_view value) {
     if (!http::valid_header_name(name) || !http::valid_header_value(value)) {
         return false;
@@ -182,10 +207,12 @@ bool Exchange::add_header(std::string_view name, std::string_view value) {
     case http::HopByHop::connection:
         if (contains_close_token(value)) {
             app_close_ = true;
+        } else {
+            note_dropped_header(name);
         }
         return true;
     case http::HopByHop::drop:
-        spdlog::debug("dropping hop-by-hop response header {}", name);
+        note_dropped_header(name);
         return true;
     case http::HopByHop::no:
         break;

@@ -67,6 +67,7 @@ public:
     // not valid HTTP. Hop-by-hop fields are the server's: Connection: close is honoured,
     // the others are dropped.
     bool add_header(std::string_view name, std::string_view value);
+    static void note_dropped_header(std::string_view name);
     // Sends the head if not yet sent, then these body parts in one gather write.
     // last = the body ends with these parts (lets a list response get a Content-Length).
     bool send(std::span<const std::string_view> parts, bool last, net::BlockingScope& scope);

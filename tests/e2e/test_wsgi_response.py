@@ -504,6 +504,23 @@ def test_bare_status_code_gets_the_standard_reason_phrase(app_server):
     assert resp.raw_head.split(b"\r\n")[0] == b"HTTP/1.1 404 Not Found"
 
 
+def test_hop_by_hop_headers_from_the_app_are_dropped_and_logged(server_factory):
+    """PEP 3333: a server that discards an application header must record it in its log
+    (once per header name here, not once per request)."""
+    server = server_factory.start()
+    with RawHTTP(server.port) as c:
+        for _ in range(3):
+            resp = c.request("GET", "/hop-headers")
+            assert resp.body == b"hop" and resp.header("Content-Length") == "3", resp
+            for name in ("Keep-Alive", "Transfer-Encoding", "Proxy-Connection"):
+                assert resp.header(name) is None, resp
+            assert resp.header("X-Hop-Test-Keep-Alive") == "x"
+    for name in ("Keep-Alive", "Transfer-Encoding", "Connection", "Proxy-Connection"):
+        line = f"hop-by-hop response header '{name}'"
+        server.wait_for_log(line)
+        assert server.log().count(line) == 1, server.log()
+
+
 def test_repeated_response_headers_kept_separate(app_server):
     resp = http_get(app_server.port, "/set-cookies")
     assert resp.header_all("Set-Cookie") == ["a=1; Path=/", "b=2; Path=/"]

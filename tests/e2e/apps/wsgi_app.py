@@ -710,6 +710,14 @@ def route_reason(environ, start_response):
     return [b"ok"]
 
 
+def route_hop_headers(environ, start_response):
+    """Hop-by-hop headers from the app: the server owns them, drops them, and logs so."""
+    start_response("200 OK", [("Content-Type", "text/plain"), ("X-Hop-Test-Keep-Alive", "x"),
+                              ("Keep-Alive", "timeout=99"), ("Transfer-Encoding", "identity"),
+                              ("Connection", "keep-alive"), ("Proxy-Connection", "keep-alive")])
+    return [b"hop"]
+
+
 def route_set_cookies(environ, start_response):
     start_response(
         "200 OK",
@@ -1001,6 +1009,7 @@ def route_print(environ, start_response):
 ROUTES.update(
     {
         "/write-past-length": route_write_past_length,
+        "/hop-headers": route_hop_headers,
         "/write-then-raise": route_write_then_raise,
         "/print": route_print,
         "/interpreter": route_interpreter,
