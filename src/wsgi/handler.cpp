@@ -218,10 +218,6 @@ bool try_sendfile(server::Exchange& ex, StartResponseObject* sr, PyObject* wrapp
     }
     const std::uint64_t count =
         st.st_size > offset ? static_cast<std::uint64_t>(st.st_size - offset) : 0;
-    if (!ex.response_started() && !apply_head(sr)) {
-        fail(ex, gil, "invalid response from the WSGI application");
-        return true;
-    }
     ex.send_file(static_cast<int>(fd), offset, count, true, gil);
     return true;
 }
@@ -245,10 +241,6 @@ void send_list(server::Exchange& ex, StartResponseObject* sr, PyObject* seq, Gil
         if (!ex.response_started()) {
             fail_message(ex, gil, "the application returned without calling start_response()");
         }
-        return;
-    }
-    if (!ex.response_started() && !apply_head(sr)) {
-        fail(ex, gil, "invalid response from the WSGI application");
         return;
     }
     // Status line, headers and every part in one gather write. A list can be changed by
@@ -295,10 +287,6 @@ void send_iterable(server::Exchange& ex, StartResponseObject* sr, PyObject* resu
                             "the application yielded body data before calling start_response()");
             break;
         }
-        if (!ex.response_started() && !apply_head(sr)) {
-            Py_DECREF(item);
-            break;
-        }
         const std::string_view part(PyBytes_AS_STRING(item), static_cast<std::size_t>(size));
         const bool sent = ex.send({&part, 1}, false, gil);
         Py_DECREF(item);
@@ -317,10 +305,6 @@ void send_iterable(server::Exchange& ex, StartResponseObject* sr, PyObject* resu
     if (!ex.response_started()) {
         if (sr->status == nullptr) {
             fail_message(ex, gil, "the application returned without calling start_response()");
-            return;
-        }
-        if (!apply_head(sr)) {
-            fail(ex, gil, "invalid response from the WSGI application");
             return;
         }
     }

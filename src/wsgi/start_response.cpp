@@ -48,6 +48,55 @@ PyMethodDef start_response_def = {
     METH_FASTCALL | METH_KEYWORDS,
     "start_response(status, response_headers, exc_info=None) -> write"};
 
+// Turns the status and headers just given to start_response into the exchange's response
+// head. False with a Python exception set when they are not valid HTTP.
+bool apply_head(StartResponseObject* sr) {
+    server::Exchange& ex = *sr->exchange;
+    std::string_view status;
+    if (!latin1_view(sr->status, "status", status)) {
+        return false;
+    }
+    int code = 0;
+    if (!http::parse_status(status, code)) {
+        PyErr_Format(PyExc_ValueError, "invalid status %R (want e.g. '200 OK')", sr->status);
+        return false;
+    }
+    if (code < 200) {
+        // RFC 9110 15.2: a 1xx is interim; the request would be left without an answer
+        // (and 1.0 clients must never see one). WSGI has no way to send one before the
+        // final response, so this is an app error (500), not something to pass on.
+        PyErr_Format(PyExc_ValueError,
+                     "status %R is informational (1xx); a WSGI response needs a final "
+                     "status (200-599)",
+                     sr->status);
+        return false;
+    }
+    ex.begin_response(code, status);
+    PyObject* seq = sr->headers;
+    const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    PyObject** items = PySequence_Fast_ITEMS(seq);
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        PyObject* item = items[i];
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
+            PyErr_Format(PyExc_TypeError, "response header must be a (name, value) tuple: %R",
+                         item);
+            return false;
+        }
+        std::string_view name, value;
+        if (!latin1_view(PyTuple_GET_ITEM(item, 0), "header name", name) ||
+            !latin1_view(PyTuple_GET_ITEM(item, 1), "header value", value)) {
+            return false;
+        }
+        if (!ex.add_header(name, value)) {
+            PyErr_Format(PyExc_ValueError,
+                         "invalid response header %R (control characters or a bad name)",
+                         item);
+            return false;
+        }
+    }
+    return true;
+}
+
 PyObject* start_response_impl(PyObject* state, PyObject* const* args, Py_ssize_t nargs,
                               PyObject* kwnames) {
     auto* self = reinterpret_cast<StartResponseObject*>(state);
@@ -136,6 +185,15 @@ PyObject* start_response_impl(PyObject* state, PyObject* const* args, Py_ssize_t
     Py_INCREF(headers);
     Py_XSETREF(self->status, status);
     Py_XSETREF(self->headers, headers);
+    // PEP 3333: check the headers now, so a bad one raises here, inside the app, where
+    // its traceback points at the culprit and the app can still answer otherwise. The
+    // head is built once, here (later changes to the list are not seen, as in gunicorn
+    // and uWSGI). On failure nothing is kept: start_response counts as not called.
+    if (!apply_head(self)) {
+        Py_CLEAR(self->status);
+        Py_CLEAR(self->headers);
+        return nullptr;
+    }
     return PyCFunction_NewEx(&write_def, state, nullptr);
 }
 
@@ -164,9 +222,6 @@ PyObject* write_impl(PyObject* state, PyObject* data) {
     if (self->sending_result != 0 && PyThread_get_thread_ident() != self->owner) {
         PyErr_SetString(PyExc_RuntimeError,
                         "write() from another thread after the application returned");
-        return nullptr;
-    }
-    if (!ex->response_started() && !apply_head(self)) {
         return nullptr;
     }
     const std::string_view part(PyBytes_AS_STRING(data),
@@ -224,53 +279,6 @@ void end_server_send(StartResponseObject* state) {
 
 PyObject* make_start_response_callable(StartResponseObject* state) {
     return PyCFunction_NewEx(&start_response_def, reinterpret_cast<PyObject*>(state), nullptr);
-}
-
-bool apply_head(StartResponseObject* sr) {
-    server::Exchange& ex = *sr->exchange;
-    std::string_view status;
-    if (!latin1_view(sr->status, "status", status)) {
-        return false;
-    }
-    int code = 0;
-    if (!http::parse_status(status, code)) {
-        PyErr_Format(PyExc_ValueError, "invalid status %R (want e.g. '200 OK')", sr->status);
-        return false;
-    }
-    if (code < 200) {
-        // RFC 9110 15.2: a 1xx is interim; the request would be left without an answer
-        // (and 1.0 clients must never see one). WSGI has no way to send one before the
-        // final response, so this is an app error (500), not something to pass on.
-        PyErr_Format(PyExc_ValueError,
-                     "status %R is informational (1xx); a WSGI response needs a final "
-                     "status (200-599)",
-                     sr->status);
-        return false;
-    }
-    ex.begin_response(code, status);
-    PyObject* seq = sr->headers;
-    const Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
-    PyObject** items = PySequence_Fast_ITEMS(seq);
-    for (Py_ssize_t i = 0; i < n; ++i) {
-        PyObject* item = items[i];
-        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2) {
-            PyErr_Format(PyExc_TypeError, "response header must be a (name, value) tuple: %R",
-                         item);
-            return false;
-        }
-        std::string_view name, value;
-        if (!latin1_view(PyTuple_GET_ITEM(item, 0), "header name", name) ||
-            !latin1_view(PyTuple_GET_ITEM(item, 1), "header value", value)) {
-            return false;
-        }
-        if (!ex.add_header(name, value)) {
-            PyErr_Format(PyExc_ValueError,
-                         "invalid response header %R (control characters or a bad name)",
-                         item);
-            return false;
-        }
-    }
-    return true;
 }
 
 bool init_types() {

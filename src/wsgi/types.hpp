@@ -48,10 +48,6 @@ void end_server_send(StartResponseObject* state);
 // The start_response callable handed to the app, bound to its state object.
 PyObject* make_start_response_callable(StartResponseObject* state);
 
-// Turns the stored status and headers into the exchange's response head. False with a
-// Python exception set when they are not valid HTTP (the caller answers 500).
-bool apply_head(StartResponseObject* sr);
-
 // ---- wsgi.errors ----------------------------------------------------------------------
 // One shared, line-buffered stream into the server log.
 PyObject* errors_stream();

@@ -362,6 +362,18 @@ def test_bad_status_gives_500(app_server, kind, token):
     assert_serves(app_server)
 
 
+@pytest.mark.parametrize("query", ["header=value-crlf", "header=name-space", "header=value-bytes",
+                                   "header=content-length-letters", "status=no-space", "status=interim-100"])
+def test_start_response_rejects_a_bad_head_at_once(app_server, query):
+    """PEP 3333: errors in the headers are raised by start_response itself, while the app
+    can still catch them and answer otherwise."""
+    resp = http_get(app_server.port, f"/bad-head-recover?{query}")
+    assert resp.status == 502, resp
+    assert resp.body.startswith(b"recovered from "), resp.body
+    assert b"must-not-be-sent" not in resp.raw_head + resp.body
+    assert_serves(app_server)
+
+
 def test_app_exception_gives_500_and_traceback(app_server, token):
     resp = http_get(app_server.port, f"/error?token={token}")
     assert resp.status == 500

@@ -642,6 +642,23 @@ def route_bad_header(environ, start_response):
     return ClosingIterable(iter([b"must-not-be-sent"]), token)
 
 
+def route_bad_head_recover(environ, start_response):
+    """PEP 3333: start_response checks the head when called, so the app can catch the
+    error there and answer something else (nothing was started)."""
+    q = query(environ)
+    status, headers = "200 OK", [("Content-Type", "text/plain")]
+    if "header" in q:
+        headers = headers + [BAD_HEADERS[q["header"]]]
+    else:
+        status = BAD_STATUSES[q["status"]]
+    try:
+        start_response(status, headers)
+    except (ValueError, TypeError) as e:
+        start_response("502 Bad Gateway", [("Content-Type", "text/plain")])
+        return [f"recovered from {type(e).__name__}".encode()]
+    return [b"must-not-be-sent"]
+
+
 def route_bad_status(environ, start_response):
     q = query(environ)
     token = q.get("token", "badstatus")
@@ -902,6 +919,7 @@ ROUTES = {
     "/cl-mismatch": route_content_length_mismatch,
     "/bad-header": route_bad_header,
     "/bad-status": route_bad_status,
+    "/bad-head-recover": route_bad_head_recover,
     "/error": route_error,
     "/error-in-iter": route_error_in_iter,
     "/error-mid-stream": route_error_mid_stream,
