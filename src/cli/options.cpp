@@ -10,11 +10,13 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iterator>
 #include <limits>
@@ -67,9 +69,10 @@ constexpr std::string_view environment_rules =
     "warning in the log.";
 
 constexpr std::string_view exit_status_rules =
-    "--help and --version exit with status 0; an unknown option, a bad value or a missing or "
-    "malformed TARGET prints one error line naming the option (and the environment variable "
-    "when the value came from there) and exits with status 2.";
+    "--help and --version exit with status 0 (1 when standard output cannot be written); an "
+    "unknown option, a bad value or a missing or malformed TARGET prints one error line "
+    "naming the option (and the environment variable when the value came from there) and "
+    "exits with status 2.";
 
 // Carries the reason a value was rejected; the caller adds the option and source.
 class BadValue : public std::runtime_error {
@@ -769,7 +772,15 @@ int print_and_exit_code(const ParseOutcome& outcome) {
     if (!outcome.output.empty() && outcome.output.back() != '\n') {
         std::fputc('\n', out);
     }
-    std::fflush(out);
+    // --help > /dev/full (or a closed pipe) must not report success: like coreutils,
+    // a write error on stdout is a failure with a message.
+    if (std::fflush(out) != 0 || std::ferror(out) != 0) {
+        if (out == stdout) {
+            std::fprintf(stderr, "appserver: error: cannot write to standard output: %s\n",
+                         std::strerror(errno));
+            return 1;
+        }
+    }
     return outcome.exit_code;
 }
 

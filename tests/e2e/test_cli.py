@@ -5,6 +5,7 @@ import json
 import stat
 import re
 import socket
+import subprocess
 
 import pytest
 
@@ -13,7 +14,9 @@ from e2e_helpers import (
     HOST,
     RawHTTP,
     assert_serves,
+    child_env,
     free_port,
+    frontdoor_command,
     http_get,
     run_cli,
     server_argv,
@@ -80,6 +83,18 @@ def test_help_lists_every_option():
     assert result.returncode == 0, result.stderr
     for option in ALL_OPTIONS:
         assert option in result.stdout, f"--help does not mention {option}"
+
+
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+@pytest.mark.parametrize("frontdoor", ["binary", "python"])
+def test_output_that_cannot_be_written_is_an_error(flag, frontdoor):
+    """--help > /dev/full must not report success (a truncated help is a failure)."""
+    prefix, door_env = frontdoor_command(frontdoor)
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run(prefix + [flag], stdout=full, stderr=subprocess.PIPE,
+                              env=child_env(door_env), timeout=30, text=True)
+    assert proc.returncode != 0
+    assert "cannot write to standard output" in proc.stderr
 
 
 BAD_OPTIONS = [
