@@ -341,6 +341,7 @@ void RequestParser::next_message() {
     trailer_scanner_.reset();
     deferred_error_ = HPE_OK;
     message_begun_ = false;
+    head_method_ = false;
     field_open_ = false;
     state_ = State::head;
     if (llhttp_get_errno(&parser_) != HPE_PAUSED && llhttp_get_errno(&parser_) != HPE_PAUSED_UPGRADE) {
@@ -372,6 +373,12 @@ bool RequestParser::append_head(const char* at, std::size_t len) {
 int RequestParser::on_message_begin(llhttp_t* p) {
     auto* self = static_cast<RequestParser*>(p->data);
     self->message_begun_ = true;
+    return 0;
+}
+
+int RequestParser::on_method_complete(llhttp_t* p) {
+    auto* self = static_cast<RequestParser*>(p->data);
+    self->head_method_ = llhttp_get_method(p) == HTTP_HEAD;
     return 0;
 }
 
@@ -700,6 +707,7 @@ const llhttp_settings_t* RequestParser::settings() {
         llhttp_settings_t t;
         llhttp_settings_init(&t);
         t.on_message_begin = &RequestParser::on_message_begin;
+        t.on_method_complete = &RequestParser::on_method_complete;
         t.on_url = &RequestParser::on_url;
         t.on_header_field = &RequestParser::on_header_field;
         t.on_header_field_complete = &RequestParser::on_header_field_complete;

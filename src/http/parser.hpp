@@ -77,6 +77,9 @@ public:
     bool head_done() const { return state_ == State::body || state_ == State::complete; }
     // Nothing of a new message has been seen yet (safe point to close an idle connection).
     bool idle() const { return state_ == State::head && !message_begun_; }
+    // The current message's method is known and is HEAD, even when the rest of its head
+    // was bad: an error answered to it carries no content (RFC 9110 9.3.2).
+    bool head_method() const { return head_method_; }
 
     RequestHead& head() { return head_; }
     const RequestHead& head() const { return head_; }
@@ -93,6 +96,7 @@ public:
 private:
     static const llhttp_settings_t* settings();
     static int on_message_begin(llhttp_t* p);
+    static int on_method_complete(llhttp_t* p);
     static int on_url(llhttp_t* p, const char* at, std::size_t len);
     static int on_header_field(llhttp_t* p, const char* at, std::size_t len);
     static int on_header_field_complete(llhttp_t* p);
@@ -153,6 +157,7 @@ private:
     std::string deferred_reason_;
     State state_ = State::head;
     bool message_begun_ = false;
+    bool head_method_ = false;
     bool field_open_ = false;
     int error_status_ = 0;
     std::string error_reason_;

@@ -130,7 +130,7 @@ std::string_view reason_phrase(int code) {
 }
 
 std::string canned_response(int code, std::string_view message, bool close,
-                            std::string_view extra_headers) {
+                            std::string_view extra_headers, bool with_body) {
     std::string body;
     body.reserve(message.size() + 1);
     body.append(message).push_back('\n');
@@ -145,7 +145,10 @@ std::string canned_response(int code, std::string_view message, bool close,
     if (close) {
         out.append("Connection: close\r\n");
     }
-    out.append("\r\n").append(body);
+    out.append("\r\n");
+    if (with_body) {
+        out.append(body);
+    }
     return out;
 }
 

@@ -239,7 +239,8 @@ void Connection::write_deferred_tail() {
 void Connection::reply_and_close(int code, std::string_view message, std::string_view extra) {
     phase_ = Phase::closing;
     deadline_ = clock::now() + seconds(config_.write_timeout);
-    auto out = std::make_shared<std::string>(http::canned_response(code, message, true, extra));
+    auto out = std::make_shared<std::string>(
+        http::canned_response(code, message, true, extra, !parser_.head_method()));
     boost::asio::async_write(
         socket_, boost::asio::buffer(*out),
         [self = shared_from_this(), out](const boost::system::error_code& ec, std::size_t) {

@@ -578,7 +578,8 @@ bool Exchange::send_error(int code, std::string_view message, net::BlockingScope
         return false;
     }
     keep_alive_ = false;
-    std::string response = http::canned_response(code, message, true, extra_headers);
+    std::string response = http::canned_response(code, message, true, extra_headers,
+                                                 head().method != HTTP_HEAD);
     head_sent_ = true;
     finished_ = true;
     status_code_ = code;

@@ -198,8 +198,9 @@ bool try_sendfile(server::Exchange& ex, StartResponseObject* sr, PyObject* wrapp
     const long fd = PyLong_AsLong(fileno);
     Py_DECREF(fileno);
     struct stat st{};
+    // st_size 0 may be a lie (procfs, sysfs generate their bytes on read): read those.
     if (fd < 0 || PyErr_Occurred() || ::fstat(static_cast<int>(fd), &st) != 0 ||
-        !S_ISREG(st.st_mode)) {
+        !S_ISREG(st.st_mode) || st.st_size == 0) {
         PyErr_Clear();
         return false;
     }

@@ -336,3 +336,26 @@ def test_head_of_an_empty_list_body_invents_no_length(server_factory):
         assert head2.header_all("Content-Length") == ["12"], head2
         get2 = c.request("GET", "/head-aware")
         assert get2.body == b"twelve bytes", get2
+
+
+@pytest.mark.parametrize(
+    "raw, status, args",
+    [
+        (b"HEAD /error HTTP/1.1\r\nHost: x\r\n\r\n", 500, []),  # the app raised
+        (b"HEAD /hello HTTP/1.1\r\n\r\n", 400, []),  # no Host
+        (b"HEAD /hello HTTP/1.1\r\nHost: x\r\nBad Name: v\r\n\r\n", 400, []),
+        (b"HEAD /hello HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 501, []),
+        (b"HEAD /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n", 413, ["--max-body-size", "100"]),
+        (b"HEAD /hello HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n", 431, ["--max-header-size", "8192"]),
+    ],
+)
+def test_server_errors_to_head_carry_no_content(server_factory, raw, status, args):
+    """RFC 9110 9.3.2: no content in any response to HEAD, the server's own errors included
+    (a client reading the next response would take the error text for its start)."""
+    server = server_factory.start("wsgi_app:app", args)
+    with RawHTTP(server.port) as c:
+        c.send(raw, tolerate_close=True)
+        resp = c.read_response(method="HEAD")
+        assert resp.status == status, resp
+        assert c.read_until_close() == b"", "content followed the head of a HEAD response"
+    assert_serves(server)

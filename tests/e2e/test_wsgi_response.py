@@ -253,6 +253,16 @@ def test_file_wrapper_small_block_size(app_server, token):
 # ---- Content-Length disagreeing with the body
 
 
+def test_file_wrapper_over_a_file_that_reports_size_zero(app_server, token):
+    """/proc files are regular files with st_size 0: PEP 3333 defines the body as what
+    read() gives, so the server must not trust the size and send nothing."""
+    resp = http_get(app_server.port, f"/file-wrapper-proc?token={token}")
+    assert resp.status == 200, resp
+    assert b"Name:" in resp.body and b"\nPid:" in resp.body, resp.body[:200]
+    assert resp.body.endswith(b"\n")
+    assert_closed_marker(app_server, token)
+
+
 def test_body_longer_than_content_length_is_cut(app_server, token):
     with RawHTTP(app_server.port) as c:
         c.send(

@@ -154,6 +154,28 @@ TEST(RequestParser, SimpleGet) {
     EXPECT_EQ(p.body_received(), 0U);
 }
 
+TEST(RequestParser, HeadMethodIsKnownEvenWhenTheHeadIsBad) {
+    // An error answered to a HEAD request must carry no content: the method is known as
+    // soon as its token ends, before the rest of the head is checked.
+    RequestParser p;
+    feed(p, "HEAD /x HTTP/1.1\r\nHost: a\r\nBad Name: v\r\n\r\n");
+    EXPECT_EQ(p.state(), State::error);
+    EXPECT_TRUE(p.head_method());
+    RequestParser q;
+    feed(q, "GET /x HTTP/1.1\r\nBad Name: v\r\n\r\n");
+    EXPECT_EQ(q.state(), State::error);
+    EXPECT_FALSE(q.head_method());
+    // A keep-alive connection: HEAD, then GET; the flag follows the current message.
+    RequestParser r;
+    feed(r, "HEAD /x HTTP/1.1\r\nHost: a\r\n\r\n");
+    ASSERT_EQ(r.state(), State::complete);
+    EXPECT_TRUE(r.head_method());
+    r.next_message();
+    EXPECT_FALSE(r.head_method());
+    feed(r, "GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
+    EXPECT_FALSE(r.head_method());
+}
+
 TEST(RequestParser, RequestTargetAndHeaderValues) {
     RequestParser p;
     EXPECT_EQ(feed(p, rich_get), rich_get.size());

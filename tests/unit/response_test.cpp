@@ -351,6 +351,20 @@ TEST(CannedResponse, EveryStatusTheServerProducesIsWellFormed) {
     }
 }
 
+TEST(CannedResponse, ForHeadTheSameHeadWithoutContent) {
+    const std::string full = http::canned_response(413, "too big", true);
+    const std::string head = http::canned_response(413, "too big", true, {}, false);
+    const CannedParts p = split_response(full);
+    ASSERT_TRUE(p.well_formed) << full;
+    // The same head (Content-Length says what a GET would carry), then nothing.
+    ASSERT_GE(head.size(), 4U);
+    EXPECT_EQ(head.substr(head.size() - 4), "\r\n\r\n");
+    EXPECT_EQ(head.find("too big"), std::string::npos);
+    EXPECT_NE(head.find("Content-Length: " + std::to_string(p.body.size()) + "\r\n"),
+              std::string::npos);
+    EXPECT_EQ(head.size(), full.size() - p.body.size()); // the Date line has a fixed width
+}
+
 TEST(CannedResponse, EmptyMessageStillHasABody) {
     const std::string r = http::canned_response(500, "", true);
     const CannedParts p = split_response(r);

@@ -539,6 +539,15 @@ def route_file_wrapper(environ, start_response):
     return wrapper
 
 
+def route_file_wrapper_proc(environ, start_response):
+    """A regular file whose size says 0 although reading it gives bytes (procfs, sysfs)."""
+    token = query(environ).get("token", "fwproc")
+    filelike = TrackedFile("/proc/self/status", "rb")
+    filelike.token = token
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return environ["wsgi.file_wrapper"](filelike)
+
+
 class _Rewrapped:
     def __init__(self, gen, inner):
         self._gen, self._inner = gen, inner
@@ -916,6 +925,7 @@ ROUTES = {
     "/big-list": route_big_list,
     "/crash": route_crash,
     "/file-wrapper": route_file_wrapper,
+    "/file-wrapper-proc": route_file_wrapper_proc,
     "/cl-mismatch": route_content_length_mismatch,
     "/bad-header": route_bad_header,
     "/bad-status": route_bad_status,
