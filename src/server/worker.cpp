@@ -251,16 +251,22 @@ void Worker::pause_accepting() {
         return;
     }
     accept_paused_ = true;
+    resume_wanted_.store(true, std::memory_order_relaxed);
     boost::system::error_code ignored;
     acceptor_.cancel(ignored);
     spdlog::debug("worker {}: request queue full, not accepting connections", index_);
 }
 
 void Worker::resume_accepting_if_room() {
-    if (!accept_paused_ || backlog_.depth() >= backlog_.capacity()) {
+    if (!accept_paused_) {
+        return;
+    }
+    if (backlog_.depth() >= backlog_.capacity()) {
+        resume_wanted_.store(true, std::memory_order_relaxed); // ask again at the next pop
         return;
     }
     accept_paused_ = false;
+    resume_wanted_.store(false, std::memory_order_relaxed);
     spdlog::debug("worker {}: request queue has room, accepting again", index_);
     do_accept();
 }
@@ -394,6 +400,9 @@ void Worker::blocking_thread_main() {
             }
         } else if (!backlog_.pop(conn)) {
             break;
+        }
+        if (resume_wanted_.load(std::memory_order_relaxed) && resume_wanted_.exchange(false)) {
+            asio::post(io_, [this] { resume_accepting_if_room(); });
         }
         const auto started = Connection::clock::now();
         app_.enter();

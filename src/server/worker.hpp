@@ -127,6 +127,9 @@ private:
     bool stopped_now_ = false; // forced by the master's stop-now signal, not the grace timer
     bool accept_armed_ = false;  // an async_accept is outstanding
     bool accept_paused_ = false; // the request queue is full: new connections wait in the kernel
+    // Set while accepting is paused: the first blocking thread to take a request then asks
+    // the loop to accept again (else a small queue would stay closed until a request ends).
+    std::atomic<bool> resume_wanted_{false};
     std::chrono::steady_clock::time_point last_full_warning_{};
     std::uint64_t rejected_since_warning_ = 0;
     WorkerStats stats_;

@@ -464,6 +464,36 @@ def test_request_queued_past_its_deadline_gets_503(server_factory, token):
         quiet.close()
 
 
+def test_single_slot_queue_accepts_again_once_its_request_is_taken(server_factory, token):
+    """--request-queue-size 1: the queue is full only until a thread takes the request;
+    the worker must accept again then (not when the request ends), so the next request
+    waits in the queue, where --request-queue-timeout applies, not unseen in the kernel.
+    Time passing is proven by a silent connection, opened first, being closed after
+    --header-read-timeout 2 (> --request-queue-timeout 0.5)."""
+    server = server_factory.start(
+        args=["--workers", "1", "--blocking-threads", "1", "--request-queue-size", "1",
+              "--request-queue-timeout", "0.5", "--header-read-timeout", "2"]
+    )
+    quiet = RawHTTP(server.port, timeout=30)
+    holder = start_blocked_request(server, token)  # took the only slot, then the thread
+    late_token = f"{token}-late"
+    late = RawHTTP(server.port, timeout=30)
+    try:
+        late.send(build_request("GET", f"/block?token={late_token}", port=server.port))
+        assert quiet.wait_closed(timeout=20), "the server should close a silent connection"
+        release(server, token)
+        assert holder.read_response().status == 200
+        resp = late.read_response()
+        assert resp.status == 503, f"the late request waited unseen instead of in the queue: {resp}"
+        assert not server.marker(f"started-{late_token}").exists(), "the expired request ran"
+        assert_serves(server)
+    finally:
+        release(server, late_token)
+        holder.close()
+        late.close()
+        quiet.close()
+
+
 # ---------------------------------------------------------------- coalesced writes
 
 
