@@ -12,6 +12,8 @@
 
 #include <Python.h>
 
+#include <spdlog/spdlog.h>
+
 #include <sys/socket.h>
 
 #include <unistd.h>
@@ -20,6 +22,7 @@
 #include <cstdio>
 #include <memory>
 #include <stdexcept>
+#include <string>
 
 namespace appserver {
 namespace {
@@ -39,10 +42,56 @@ void flush_python_stdio() {
     std::fflush(stderr);
 }
 
+// The app is loaded once, in the master, and workers are forked from it: a thread the
+// app started while loading (a scheduler, a metrics pusher) is not in any worker. gunicorn
+// (without --preload) and Granian load the app in each worker, so apps moving from them
+// may rely on such threads: say so once, at the first fork, naming them.
+void warn_about_threads_lost_at_fork() {
+    PyObject* modules = PySys_GetObject("modules"); // borrowed
+    PyObject* threading = modules != nullptr ? PyDict_GetItemString(modules, "threading") : nullptr;
+    if (threading == nullptr) {
+        return; // never imported: no Python thread was started
+    }
+    Py_INCREF(threading);
+    PyObject* threads = PyObject_CallMethod(threading, "enumerate", nullptr);
+    PyObject* main_thread = PyObject_CallMethod(threading, "main_thread", nullptr);
+    std::string names;
+    std::size_t count = 0;
+    if (threads != nullptr && main_thread != nullptr && PyList_Check(threads)) {
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(threads); ++i) {
+            PyObject* t = PyList_GET_ITEM(threads, i);
+            if (t == main_thread) {
+                continue;
+            }
+            PyObject* name = PyObject_GetAttrString(t, "name");
+            const char* text = name != nullptr ? PyUnicode_AsUTF8(name) : nullptr;
+            names += (count == 0 ? "" : ", ") + std::string(text != nullptr ? text : "?");
+            ++count;
+            Py_XDECREF(name);
+        }
+    }
+    Py_XDECREF(threads);
+    Py_XDECREF(main_thread);
+    Py_DECREF(threading);
+    PyErr_Clear();
+    if (count > 0) {
+        spdlog::warn("the application started {} thread(s) while loading ({}); the app is "
+                     "loaded once in the master and workers are forked from it, so these "
+                     "threads do not run in the workers unless they restart themselves after "
+                     "a fork: start them in the worker instead (for example on the first "
+                     "request, or with os.register_at_fork(after_in_child=...))",
+                     count, names);
+    }
+}
+
 // CPython's rules around fork(), and dropping the GIL while the master sleeps.
 class PythonProcessHooks final : public server::ProcessHooks {
 public:
     void before_fork() override {
+        if (!first_fork_done_) {
+            first_fork_done_ = true;
+            warn_about_threads_lost_at_fork();
+        }
         // Else each worker inherits (and one day writes) a copy of what the app printed
         // in the master, at import time for instance.
         flush_python_stdio();
@@ -55,6 +104,7 @@ public:
 
 private:
     PyThreadState* saved_ = nullptr;
+    bool first_fork_done_ = false;
 };
 
 int fail(const std::string& message) {

@@ -320,6 +320,20 @@ def test_output_printed_before_the_fork_is_written_once(server_factory, token):
     assert server.stdout().count(f"imported-{token}") == 1, server.stdout()
 
 
+def test_threads_started_while_loading_are_named_in_a_warning(server_factory):
+    """The app is loaded in the master, so a thread it starts at import is not in the
+    workers: the operator is told which ones, once (apps from gunicorn rely on them)."""
+    server = server_factory.start("threaded_app:app", ["--workers", "2"], probe="/")
+    body = http_get(server.port, "/").body.decode()
+    assert "import-time-ticker" not in body, body  # what the warning is about
+    line = server.wait_for_log("thread(s) while loading")
+    assert "import-time-ticker" in line
+    assert server.log().count("thread(s) while loading") == 1
+    plain = server_factory.start()
+    assert_serves(plain)
+    assert "while loading" not in plain.log()
+
+
 def test_sigterm_not_held_by_idle_keep_alive_connection(server_factory):
     server = server_factory.start(args=["--keep-alive-timeout", "300"])
     idle = RawHTTP(server.port, timeout=30)
