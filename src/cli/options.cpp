@@ -432,7 +432,8 @@ const std::vector<OptionSpec>& option_table() {
          "is streamed to the application)."},
 
         {"log-level", {}, "Logging", choice<&Config::log_level, log_level_names>(),
-         "Least severe level that is logged."},
+         "Least severe level of the server's own lines that is logged (what the app writes "
+         "to wsgi.errors is always logged)."},
     };
     return table;
 }

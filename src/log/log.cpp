@@ -18,13 +18,29 @@ spdlog::level::level_enum to_spdlog(LogLevel level) {
     return spdlog::level::info;
 }
 
+namespace {
+std::shared_ptr<spdlog::logger> app_logger;
+}
+
 void init(LogLevel level, const std::string& process_name) {
+    // One sink for both loggers: its mutex keeps their lines whole.
     auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
-    auto logger = std::make_shared<spdlog::logger>(process_name, std::move(sink));
+    auto logger = std::make_shared<spdlog::logger>(process_name, sink);
     logger->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%n] [%P] [%^%l%$] %v");
     logger->set_level(to_spdlog(level));
     logger->flush_on(spdlog::level::info);
     spdlog::set_default_logger(std::move(logger));
+    auto app = std::make_shared<spdlog::logger>(process_name, std::move(sink));
+    app->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%n] [%P] [wsgi.errors] %v");
+    app->set_level(spdlog::level::trace);
+    app->flush_on(spdlog::level::trace);
+    app_logger = std::move(app);
+}
+
+spdlog::logger& app_output() {
+    // Set by init() before any app code runs (re-set, renamed, in each worker); a host
+    // that embeds the library without init() gets its default logger.
+    return app_logger != nullptr ? *app_logger : *spdlog::default_logger_raw();
 }
 
 } // namespace appserver::log

@@ -15,4 +15,10 @@ void init(LogLevel level, const std::string& process_name);
 
 spdlog::level::level_enum to_spdlog(LogLevel level);
 
+// What the app writes to wsgi.errors: the same stream and process name, with
+// "wsgi.errors" where the level would be. The app's text has no level the server could
+// know (Flask's app.logger.info goes there too), so it is neither labelled an error nor
+// filtered by --log-level.
+spdlog::logger& app_output();
+
 } // namespace appserver::log

@@ -2,6 +2,8 @@
 // Python exceptions with their tracebacks.
 #include "wsgi/types.hpp"
 
+#include "log/log.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <string>
@@ -27,12 +29,12 @@ void emit_lines(std::string& pending, bool flush_all) {
         if (nl == std::string::npos) {
             break;
         }
-        spdlog::error("wsgi.errors: {}", std::string_view(pending).substr(start, nl - start));
+        log::app_output().info("{}", std::string_view(pending).substr(start, nl - start));
         start = nl + 1;
     }
     pending.erase(0, start);
     if (flush_all && !pending.empty()) {
-        spdlog::error("wsgi.errors: {}", pending);
+        log::app_output().info("{}", pending);
         pending.clear();
     }
 }

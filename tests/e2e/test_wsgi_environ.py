@@ -211,6 +211,16 @@ def test_wsgi_errors_reach_server_log(app_server, token):
     log = app_server.wait_for_log(f"wsgi.errors writelines 2: {token}")
     assert f"wsgi.errors write: {token}" in log
     assert f"wsgi.errors writelines 1: {token}" in log
+    # The app's text has no level the server knows: labelled as the app's, not [error].
+    line = next(ln for ln in log.splitlines() if f"wsgi.errors write: {token}" in ln)
+    assert "] [wsgi.errors] wsgi.errors write: " in line, line
+    assert "[error]" not in line, line
+
+
+def test_wsgi_errors_are_not_filtered_by_log_level(server_factory, token):
+    server = server_factory.start(args=["--log-level", "critical"])
+    http_get(server.port, f"/errors-log?msg={token}")
+    server.wait_for_log(f"wsgi.errors write: {token}")
 
 
 def test_wsgi_errors_partial_line_is_logged_with_its_own_request(app_server, token):
