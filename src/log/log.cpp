@@ -23,14 +23,16 @@ std::shared_ptr<spdlog::logger> app_logger;
 }
 
 void init(LogLevel level, const std::string& process_name) {
-    // One sink for both loggers: its mutex keeps their lines whole.
-    auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
-    auto logger = std::make_shared<spdlog::logger>(process_name, sink);
+    // A sink each (a sink owns its line format); spdlog's console sinks share one mutex,
+    // so lines of the two loggers are never spliced.
+    auto logger = std::make_shared<spdlog::logger>(
+        process_name, std::make_shared<spdlog::sinks::stderr_sink_mt>());
     logger->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%n] [%P] [%^%l%$] %v");
     logger->set_level(to_spdlog(level));
     logger->flush_on(spdlog::level::info);
     spdlog::set_default_logger(std::move(logger));
-    auto app = std::make_shared<spdlog::logger>(process_name, std::move(sink));
+    auto app = std::make_shared<spdlog::logger>(
+        process_name, std::make_shared<spdlog::sinks::stderr_sink_mt>());
     app->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%n] [%P] [wsgi.errors] %v");
     app->set_level(spdlog::level::trace);
     app->flush_on(spdlog::level::trace);

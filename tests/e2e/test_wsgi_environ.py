@@ -215,6 +215,8 @@ def test_wsgi_errors_reach_server_log(app_server, token):
     line = next(ln for ln in log.splitlines() if f"wsgi.errors write: {token}" in ln)
     assert "] [wsgi.errors] wsgi.errors write: " in line, line
     assert "[error]" not in line, line
+    # ... while the server's own lines keep their levels.
+    assert "] [info] worker 0 ready" in log, log
 
 
 def test_wsgi_errors_are_not_filtered_by_log_level(server_factory, token):
