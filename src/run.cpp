@@ -87,6 +87,9 @@ void warn_about_threads_lost_at_fork() {
 // CPython's rules around fork(), and dropping the GIL while the master sleeps.
 class PythonProcessHooks final : public server::ProcessHooks {
 public:
+    // app_loaded: the app was imported in the master (threads it started are lost).
+    explicit PythonProcessHooks(bool app_loaded) : first_fork_done_(!app_loaded) {}
+
     void before_fork() override {
         if (!first_fork_done_) {
             first_fork_done_ = true;
@@ -104,7 +107,7 @@ public:
 
 private:
     PyThreadState* saved_ = nullptr;
-    bool first_fork_done_ = false;
+    bool first_fork_done_;
 };
 
 int fail(const std::string& message) {
@@ -151,10 +154,16 @@ int run(const Config& config) {
     } catch (const std::exception& e) {
         return fail(e.what());
     }
-    std::string error;
-    PyObject* app = wsgi::load_app(config, error);
-    if (app == nullptr) {
-        return fail(error);
+    // By default the app is imported here, once, before anything is bound (an import
+    // error is one line and exit 1, with no port ever opened); with --lazy-apps each
+    // worker imports it after the fork.
+    PyObject* app = nullptr;
+    if (!config.lazy_apps) {
+        std::string error;
+        app = wsgi::load_app(config, error);
+        if (app == nullptr) {
+            return fail(error);
+        }
     }
     net::ListenSocket listener;
     try {
@@ -162,19 +171,43 @@ int run(const Config& config) {
     } catch (const std::exception& e) {
         return fail(e.what());
     }
+    // PEP 3333: SERVER_PORT is never empty; on a unix socket, the scheme's default.
+    const std::string server_name = listener.family == AF_UNIX ? "localhost" : listener.host;
+    const std::string server_port =
+        listener.family == AF_UNIX ? "80" : std::to_string(listener.port);
     std::unique_ptr<wsgi::WsgiApplication> wsgi_app;
-    try {
-        wsgi_app = std::make_unique<wsgi::WsgiApplication>(
-            config, app, listener.family == AF_UNIX ? "localhost" : listener.host,
-            // PEP 3333: SERVER_PORT is never empty; on a unix socket, the scheme's default.
-            listener.family == AF_UNIX ? "80" : std::to_string(listener.port));
-    } catch (const std::exception& e) {
-        net::close_listener(listener, true);
-        return fail(e.what());
+    if (app != nullptr) {
+        try {
+            wsgi_app = std::make_unique<wsgi::WsgiApplication>(config, app, server_name,
+                                                               server_port);
+        } catch (const std::exception& e) {
+            net::close_listener(listener, true);
+            return fail(e.what());
+        }
     }
-    PythonProcessHooks hooks;
+    PythonProcessHooks hooks(!config.lazy_apps);
     return server::run_master(config, listener, hooks, [&](unsigned index) {
         log::init(config.log_level, "worker." + std::to_string(index));
+        if (wsgi_app == nullptr) {
+            // --lazy-apps: this worker's own import. A failure would repeat in every
+            // respawn: the exit status asks the master to stop instead.
+            std::string error;
+            PyObject* own_app = wsgi::load_app(config, error);
+            try {
+                if (own_app != nullptr) {
+                    wsgi_app = std::make_unique<wsgi::WsgiApplication>(config, own_app,
+                                                                       server_name, server_port);
+                }
+            } catch (const std::exception& e) {
+                error = e.what();
+            }
+            if (wsgi_app == nullptr) {
+                spdlog::error("worker {}: {}", index,
+                              error.empty() ? "cannot load the application" : error);
+                flush_python_stdio();
+                return server::worker_boot_failure_status;
+            }
+        }
         int rc = 1;
         {
             server::Worker worker(config, listener, *wsgi_app, index);

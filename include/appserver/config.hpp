@@ -23,6 +23,7 @@ struct Config {
     std::string working_dir;        // chdir + sys.path[0] before importing; empty = cwd
     std::vector<std::pair<std::string, std::string>> env; // set before importing the app
     std::string url_path_prefix;    // SCRIPT_NAME; stripped from PATH_INFO when it matches
+    bool lazy_apps = false;         // import the app in each worker, not once in the master
 
     // Where to listen.
     std::string host = "127.0.0.1";

@@ -361,6 +361,11 @@ const std::vector<OptionSpec>& option_table() {
          "Application interface to serve."},
         {"factory", {}, "Application", flag<&Config::factory>(),
          "TARGET names a factory: call it with no arguments to get the application."},
+        {"lazy-apps", {}, "Application", flag<&Config::lazy_apps>(),
+         "Import TARGET in each worker after it is forked (what gunicorn and Granian do by "
+         "default, uWSGI's lazy-apps) instead of once in the master before binding: for apps "
+         "that open connections or start threads at import time. An import error then shows "
+         "in the workers' log, and the master stops with status 1."},
         {"working-dir", {}, "Application",
          text<&Config::working_dir, check_directory>("PATH", "An existing directory."),
          "Change to this directory and put it first on sys.path before importing TARGET "

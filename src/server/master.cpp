@@ -102,6 +102,15 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
     bool killed = false;
     bool unclean = false;
     clock::time_point stop_deadline;
+    // Stop accepting at once (new connections go nowhere rather than queue) and ask the
+    // workers to finish within the grace period.
+    auto begin_stop = [&] {
+        stopping = true;
+        stop_deadline = clock::now() + std::chrono::duration_cast<clock::duration>(
+                                           std::chrono::duration<double>(
+                                               config.graceful_timeout + 5.0));
+        net::close_listener(listener, false);
+    };
     for (;;) {
         // Sleep until a signal, the next respawn, or a periodic check.
         auto wait = std::chrono::milliseconds(1000);
@@ -123,14 +132,9 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
         if (sig == SIGINT || sig == SIGTERM || sig == SIGQUIT) {
             const bool second = stopping;
             if (!stopping) {
-                stopping = true;
-                stop_deadline = clock::now() + std::chrono::duration_cast<clock::duration>(
-                                                   std::chrono::duration<double>(
-                                                       config.graceful_timeout + 5.0));
                 spdlog::info("{} received: stopping workers gracefully (up to {}s)",
                              ::strsignal(sig), config.graceful_timeout);
-                // Stop accepting at once: new connections go nowhere rather than queue.
-                net::close_listener(listener, false);
+                begin_stop();
             } else {
                 spdlog::info("{} received again: asking workers to stop now", ::strsignal(sig));
             }
@@ -169,6 +173,20 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
                         (WTERMSIG(status) == SIGTERM || WTERMSIG(status) == SIGINT);
                     if (!late_stop_signal && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) {
                         unclean = true; // forced past its grace period, or crashed
+                    }
+                    break;
+                }
+                if (config.lazy_apps && WIFEXITED(status) &&
+                    WEXITSTATUS(status) == worker_boot_failure_status) {
+                    spdlog::error("worker {} (pid {}) could not load the application (see "
+                                  "above); stopping the server",
+                                  i, pid);
+                    unclean = true;
+                    begin_stop();
+                    for (const auto& other : slots) {
+                        if (other.pid > 0) {
+                            ::kill(other.pid, SIGTERM);
+                        }
                     }
                     break;
                 }

@@ -19,6 +19,11 @@ inline int stop_now_signal() {
     return SIGRTMIN;
 }
 
+// A worker's exit status saying it could not load the app (--lazy-apps only): respawning
+// it would fail the same way, so the master stops the server (exit status 1). gunicorn's
+// value for the same case.
+inline constexpr int worker_boot_failure_status = 4;
+
 // What the embedding runtime must do around fork and around the master's waits
 // (for CPython: PyOS_*Fork* and releasing the GIL while asleep).
 class ProcessHooks {

@@ -31,6 +31,7 @@ ALL_OPTIONS = [
     "--port",
     "--workers",
     "--blocking-threads",
+    "--lazy-apps",
     "--backlog",
     "--request-queue-size",
     "--working-dir",

@@ -334,6 +334,37 @@ def test_threads_started_while_loading_are_named_in_a_warning(server_factory):
     assert "while loading" not in plain.log()
 
 
+def test_lazy_apps_imports_the_app_in_each_worker(server_factory):
+    """--lazy-apps: each worker imports the app after the fork, so what the app starts at
+    import time (threads, connections) is its own; no warning about lost threads."""
+    server = server_factory.start("threaded_app:app", ["--workers", "2", "--lazy-apps"], probe="/")
+    workers = set(children_of(server.pid))
+    assert len(workers) == 2
+    seen = set()
+    for _ in range(50):
+        resp = http_get(server.port, "/")
+        assert "import-time-ticker" in resp.body.decode(), resp.body
+        assert resp.header("X-Imported-In") == resp.header("X-Served-By"), resp
+        seen.add(int(resp.header("X-Served-By")))
+    assert seen <= workers
+    assert "while loading" not in server.log()
+    # Without it the app is imported once, in the master.
+    preloaded = server_factory.start("threaded_app:app", ["--workers", "2"], probe="/")
+    assert http_get(preloaded.port, "/").header("X-Imported-In") == str(preloaded.pid)
+
+
+def test_lazy_apps_import_error_stops_the_server(server_factory):
+    """A worker that cannot import the app would fail the same way at every respawn: the
+    master stops everything and exits 1, with the traceback in the log."""
+    server = server_factory.start("broken_app:app", ["--workers", "2", "--lazy-apps"], wait=False)
+    code = server.wait_exit(30)
+    assert code == 1, f"exit code {code}"
+    log = server.log()
+    assert "broken_app import failure marker 7f3a" in log and "Traceback" in log
+    assert "could not load the application" in log
+    assert "respawning" not in log
+
+
 def test_sigterm_not_held_by_idle_keep_alive_connection(server_factory):
     server = server_factory.start(args=["--keep-alive-timeout", "300"])
     idle = RawHTTP(server.port, timeout=30)

@@ -108,6 +108,8 @@ std::vector<OptionCase> option_cases() {
         {"--interface", "APPSERVER_INTERFACE", "wsgi",
          [](const Config& c) { EXPECT_EQ(c.interface, Interface::wsgi); }},
         {"--factory", "APPSERVER_FACTORY", "", [](const Config& c) { EXPECT_TRUE(c.factory); }},
+        {"--lazy-apps", "APPSERVER_LAZY_APPS", "",
+         [](const Config& c) { EXPECT_TRUE(c.lazy_apps); }},
         {"--working-dir", "APPSERVER_WORKING_DIR", existing_dir,
          [](const Config& c) { EXPECT_EQ(c.working_dir, existing_dir); }},
         {"--env", "APPSERVER_ENV", "DJANGO_SETTINGS_MODULE=mysite.settings",
@@ -157,6 +159,7 @@ std::vector<OptionCase> option_cases() {
 void expect_same_config(const Config& a, const Config& b) {
     EXPECT_EQ(a.interface, b.interface);
     EXPECT_EQ(a.factory, b.factory);
+    EXPECT_EQ(a.lazy_apps, b.lazy_apps);
     EXPECT_EQ(a.working_dir, b.working_dir);
     EXPECT_EQ(a.env, b.env);
     EXPECT_EQ(a.url_path_prefix, b.url_path_prefix);
