@@ -301,8 +301,18 @@ void Worker::return_memory_after_burst() {
     }
 }
 
+// How often deadlines are checked: once a second, or a quarter of the shortest timeout
+// when that is less (a 1 s keep-alive timeout would otherwise fire after up to 2 s), not
+// more often than every 50 ms.
+std::chrono::milliseconds Worker::sweep_period(const Config& config) {
+    const double shortest = std::min({config.keep_alive_timeout, config.header_read_timeout,
+                                      config.read_timeout, config.write_timeout});
+    const double ms = std::clamp(shortest * 1000.0 / 4.0, 50.0, 1000.0);
+    return std::chrono::milliseconds(static_cast<long>(ms));
+}
+
 void Worker::do_sweep() {
-    sweep_timer_.expires_after(std::chrono::seconds(1));
+    sweep_timer_.expires_after(sweep_period(config_));
     sweep_timer_.async_wait([this](const boost::system::error_code& ec) {
         if (ec) {
             return;

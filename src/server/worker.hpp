@@ -84,6 +84,9 @@ public:
     // The application when it runs on the loop thread itself (see runs_inline()).
     Application* inline_app() const { return inline_app_; }
 
+    // How often the loop checks connection deadlines (see worker.cpp).
+    static std::chrono::milliseconds sweep_period(const Config& config);
+
 private:
     void do_accept();
     void pause_accepting();
