@@ -1,6 +1,8 @@
 // Logging setup (see log.hpp).
 #include "log/log.hpp"
 
+#include "log/throttle.hpp"
+
 #include <spdlog/sinks/stdout_sinks.h>
 
 #include <memory>
@@ -37,6 +39,11 @@ void init(LogLevel level, const std::string& process_name) {
     app->set_level(spdlog::level::trace);
     app->flush_on(spdlog::level::trace);
     app_logger = std::move(app);
+}
+
+Throttle& client_events() {
+    static Throttle throttle(20, std::chrono::seconds(10));
+    return throttle;
 }
 
 spdlog::logger& app_output() {

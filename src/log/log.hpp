@@ -21,4 +21,9 @@ spdlog::level::level_enum to_spdlog(LogLevel level);
 // filtered by --log-level.
 spdlog::logger& app_output();
 
+// Lines a client can cause (bad requests, timeouts, cut-off responses): 20 per 10 s per
+// process, the rest counted; the worker's sweep reports the count.
+class Throttle;
+Throttle& client_events();
+
 } // namespace appserver::log

@@ -95,6 +95,21 @@ public:
         return true;
     }
 
+    // Removes items from the front while expired(item) holds (the oldest first), into
+    // out: the producer takes back what waited too long for a consumer.
+    template <class Pred, class Out>
+    std::size_t take_front_while(Pred expired, Out& out) {
+        std::lock_guard lock(mutex_);
+        std::size_t n = 0;
+        while (!items_.empty() && expired(items_.front())) {
+            out.push_back(std::move(items_.front()));
+            items_.pop_front();
+            ++n;
+        }
+        depth_.store(items_.size(), std::memory_order_relaxed);
+        return n;
+    }
+
     // Consumers finish what is queued, then pop() returns false.
     void close() {
         {

@@ -1,6 +1,8 @@
 // Event-loop side of a client connection (see connection.hpp).
 #include "server/connection.hpp"
 
+#include "log/log.hpp"
+#include "log/throttle.hpp"
 #include "server/application.hpp"
 #include "server/worker.hpp"
 
@@ -84,8 +86,10 @@ void Connection::process_buffer() {
     switch (parser_.state()) {
     case http::RequestParser::State::error:
         worker_.stats().bad_requests.fetch_add(1, std::memory_order_relaxed);
-        spdlog::info("bad request from {}: {} ({})", remote_addr_, parser_.error_status(),
-                     parser_.error_reason());
+        if (log::client_events().allow()) {
+            spdlog::info("bad request from {}: {} ({})", remote_addr_, parser_.error_status(),
+                         parser_.error_reason());
+        }
         reply_and_close(parser_.error_status(), parser_.error_reason());
         return;
     case http::RequestParser::State::body:
@@ -184,7 +188,11 @@ void Connection::on_exchange_done() {
         write_deferred_tail(); // comes back here when the client has taken it
         return;
     }
-    if (!keep_alive() || worker_.draining()) {
+    // keep_alive() is what the response told the client. One that said keep-alive
+    // (sent before a graceful stop began) is followed by the client's next request at
+    // once: closing now would lose it, so it is read (for drain_idle_grace at most) and
+    // answered with Connection: close.
+    if (!keep_alive()) {
         if (close_with_reset()) {
             boost::system::error_code ignored;
             socket_.set_option(boost::asio::socket_base::linger(true, 0), ignored);
@@ -199,6 +207,9 @@ void Connection::on_exchange_done() {
     reset_exchange();
     parser_.next_message();
     deadline_ = clock::now() + seconds(config_.keep_alive_timeout);
+    if (worker_.draining()) {
+        deadline_ = std::min(deadline_, clock::now() + Worker::drain_idle_grace);
+    }
     phase_ = Phase::reading;
     if (rbeg_ < rend_) {
         process_buffer(); // a pipelined request is already here
@@ -287,22 +298,29 @@ void Connection::check_deadline(clock::time_point now) {
     }
     if (phase_ == Phase::reading) {
         if (parser_.head_done()) {
-            spdlog::info("request body from {} timed out", remote_addr_);
+            if (log::client_events().allow()) {
+                spdlog::info("request body from {} timed out", remote_addr_);
+            }
             end_prebuffer();
             reply_and_close(408, "Request Timeout: the request body stopped arriving");
             deadline_ = now + seconds(1.0);
             return;
         }
         if (!parser_.idle()) {
-            spdlog::info("request head from {} timed out", remote_addr_);
+            if (log::client_events().allow()) {
+                spdlog::info("request head from {} timed out", remote_addr_);
+            }
             reply_and_close(408, "Request Timeout: the request head did not arrive in time");
             deadline_ = now + seconds(1.0);
             return;
         }
         close();
     } else if (phase_ == Phase::writing) {
-        spdlog::info("response to {} cut off: the client took nothing for {}s (--write-timeout)",
-                     remote_addr_, config_.write_timeout);
+        if (log::client_events().allow()) {
+            spdlog::info("response to {} cut off: the client took nothing for {}s "
+                         "(--write-timeout)",
+                         remote_addr_, config_.write_timeout);
+        }
         close(); // the pending write is aborted and its handler releases the tail
     } else if (phase_ == Phase::closing) {
         close();
@@ -310,9 +328,17 @@ void Connection::check_deadline(clock::time_point now) {
 }
 
 void Connection::shutdown_if_idle() {
+    // An idle keep-alive client may be sending its next request right now (it cannot know
+    // we stop): closing at once would lose that request. It gets drain_idle_grace to
+    // arrive, and is served with Connection: close; a silent connection is then closed
+    // by the sweep (check_deadline).
     if (phase_ == Phase::reading && parser_.idle()) {
-        close();
+        deadline_ = std::min(deadline_, clock::now() + Worker::drain_idle_grace);
     }
+}
+
+void Connection::answer_expired() {
+    reply_and_close(503, expired_message, "Retry-After: 1\r\n");
 }
 
 void Connection::close() {

@@ -33,10 +33,16 @@ public:
     void on_exchange_done();
     // Periodic deadline check; closes the connection when its read deadline passed.
     void check_deadline(clock::time_point now);
-    // Graceful shutdown: close now if idle between requests; otherwise finish first.
+    // Graceful shutdown: an idle connection may bring one more request within
+    // Worker::drain_idle_grace (served with Connection: close); a busy one finishes first.
     void shutdown_if_idle();
     void close();
     Phase phase() const { return phase_; }
+    // Taken back from the queue after waiting past --request-queue-timeout: answer 503
+    // (with Retry-After) and close.
+    void answer_expired();
+    static constexpr std::string_view expired_message =
+        "Service Unavailable: the request waited too long in the queue";
 
     // ---- blocking thread, right after taking it from the backlog -------------------------
     // A request whose client left while it waited in the queue never reaches the app.

@@ -2,6 +2,8 @@
 #include "server/exchange.hpp"
 
 #include "http/field_list.hpp"
+#include "log/log.hpp"
+#include "log/throttle.hpp"
 
 #include <spdlog/spdlog.h>
 #include <strings.h>
@@ -360,8 +362,11 @@ bool Exchange::write_iov(net::BlockingScope& scope, Defer defer) {
         client_gone_ = true;
         keep_alive_ = false;
         if (r == net::IoResult::timeout) {
-            spdlog::info("response to {} cut off: the client took nothing for {}s (--write-timeout)",
-                         remote_addr_, config_.write_timeout);
+            if (log::client_events().allow()) {
+                spdlog::info("response to {} cut off: the client took nothing for {}s "
+                             "(--write-timeout)",
+                             remote_addr_, config_.write_timeout);
+            }
         } else {
             spdlog::debug("response write to {} failed: {}", remote_addr_, net::describe(r));
         }

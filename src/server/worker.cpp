@@ -1,6 +1,8 @@
 // Worker process main loop (see worker.hpp).
 #include "server/worker.hpp"
 
+#include "log/log.hpp"
+#include "log/throttle.hpp"
 #include "server/connection.hpp"
 #include "server/master.hpp"
 
@@ -149,6 +151,7 @@ int Worker::run() {
         t.join();
     }
     threads_.clear();
+    report_shed_requests(std::chrono::steady_clock::now(), true);
     spdlog::info("worker {} stopped", index_);
     return 0;
 }
@@ -272,19 +275,72 @@ void Worker::resume_accepting_if_room() {
 }
 
 // One warning per burst of refusals rather than one per request: an overload must not
-// also flood the log.
+// also flood the log. The first refusal after a quiet spell is logged at once; the rest
+// are counted and reported by the sweep (report_shed_requests) once 10 s have passed.
 void Worker::note_rejected(const std::string& remote_addr) {
     stats_.requests_rejected.fetch_add(1, std::memory_order_relaxed);
     ++rejected_since_warning_;
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last_full_warning_ < std::chrono::seconds(10)) {
+    last_rejected_addr_ = remote_addr;
+    report_shed_requests(std::chrono::steady_clock::now(), false);
+}
+
+void Worker::report_shed_requests(std::chrono::steady_clock::time_point now, bool final) {
+    if (rejected_since_warning_ > 0 && (final || now - last_full_warning_ >= shed_log_period)) {
+        spdlog::warn("worker {}: request queue full ({} waiting): answered 503 to {} request(s) "
+                     "since the last warning, latest from {}",
+                     index_, config_.request_queue_size, rejected_since_warning_,
+                     last_rejected_addr_);
+        last_full_warning_ = now;
+        rejected_since_warning_ = 0;
+    }
+    // Expired requests are answered by the loop (expire_queued) and by blocking threads
+    // (one taken just as it expired): the shared counter covers both.
+    const std::uint64_t expired = stats_.requests_expired.load(std::memory_order_relaxed);
+    if (expired > expired_reported_ &&
+        (final || now - last_expired_warning_ >= shed_log_period)) {
+        spdlog::warn("worker {}: answered 503 to {} request(s) that waited over {}s for a "
+                     "blocking thread (--request-queue-timeout) since the last warning: the "
+                     "{} blocking thread(s) are not keeping up, or are stuck in the app{}",
+                     index_, expired - expired_reported_, config_.request_queue_timeout,
+                     config_.blocking_threads,
+                     accept_paused_ ? "; other workers take new connections meanwhile" : "");
+        last_expired_warning_ = now;
+        expired_reported_ = expired;
+    }
+    const std::uint64_t left_out = final ? log::client_events().take_all_left_out()
+                                         : log::client_events().take_left_out();
+    if (left_out > 0) {
+        spdlog::info("worker {}: {} more line(s) about bad requests, timeouts or cut-off "
+                     "responses were left out (at most 20 are logged per 10 s)",
+                     index_, left_out);
+    }
+}
+
+// Requests that waited in the queue past --request-queue-timeout are answered 503 by the
+// loop, whether or not a thread ever frees up: with every thread stuck in the app, the
+// clients would otherwise wait in silence. With other workers to go to, this one also
+// stops accepting until a thread takes a request again.
+void Worker::expire_queued(Connection::clock::time_point now) {
+    if (inline_app_ != nullptr) {
         return;
     }
-    spdlog::warn("worker {}: request queue full ({} waiting): answered 503 to {} request(s) "
-                 "since the last warning, latest from {}",
-                 index_, config_.request_queue_size, rejected_since_warning_, remote_addr);
-    last_full_warning_ = now;
-    rejected_since_warning_ = 0;
+    const auto limit = now - std::chrono::duration_cast<Connection::clock::duration>(
+                                 std::chrono::duration<double>(config_.request_queue_timeout));
+    expired_.clear();
+    backlog_.take_front_while(
+        [limit](const std::shared_ptr<Connection>& c) { return c->queued_at() < limit; },
+        expired_);
+    if (expired_.empty()) {
+        return;
+    }
+    for (auto& conn : expired_) {
+        stats_.requests_expired.fetch_add(1, std::memory_order_relaxed);
+        conn->answer_expired();
+    }
+    expired_.clear();
+    if (config_.workers > 1) {
+        pause_accepting();
+    }
 }
 
 // After a burst of connections has gone (their read buffers and state freed), hand the
@@ -327,6 +383,8 @@ void Worker::do_sweep() {
             conn->check_deadline(now);
         }
         all.clear();
+        expire_queued(now);
+        report_shed_requests(std::chrono::steady_clock::now(), false);
         return_memory_after_burst();
         do_sweep();
     });
@@ -425,8 +483,7 @@ void Worker::blocking_thread_main() {
             // Queued past its deadline: the client has most likely given up; tell the ones
             // still waiting to retry rather than run the app for nobody.
             stats_.requests_expired.fetch_add(1, std::memory_order_relaxed);
-            conn->send_error(503, "Service Unavailable: the request waited too long in the queue",
-                             scope, "Retry-After: 1\r\n");
+            conn->send_error(503, Connection::expired_message, scope, "Retry-After: 1\r\n");
         } else {
             // Hold the response only when more work is already waiting for this thread.
             if (app_time < ResponseCork::max_app_time && backlog_.depth_hint() > 0) {

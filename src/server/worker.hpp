@@ -84,6 +84,10 @@ public:
     // The application when it runs on the loop thread itself (see runs_inline()).
     Application* inline_app() const { return inline_app_; }
 
+    // On a graceful stop, how long an idle keep-alive connection may still bring one more
+    // request (answered with Connection: close) before it is closed.
+    static constexpr std::chrono::seconds drain_idle_grace{1};
+
     // How often the loop checks connection deadlines (see worker.cpp).
     static std::chrono::milliseconds sweep_period(const Config& config);
 
@@ -92,6 +96,10 @@ private:
     void pause_accepting();
     void resume_accepting_if_room();
     void do_sweep();
+    void expire_queued(std::chrono::steady_clock::time_point now);
+    // Logs the 503s given since the last report (and client lines left out); final: now,
+    // whatever the period.
+    void report_shed_requests(std::chrono::steady_clock::time_point now, bool final);
     void return_memory_after_burst();
     static constexpr std::size_t trim_after_connections = 1000;
     void begin_shutdown(int signal_number);
@@ -133,8 +141,14 @@ private:
     // Set while accepting is paused: the first blocking thread to take a request then asks
     // the loop to accept again (else a small queue would stay closed until a request ends).
     std::atomic<bool> resume_wanted_{false};
+    // Shed requests (503s), reported at most every shed_log_period; loop thread only.
+    static constexpr std::chrono::seconds shed_log_period{10};
     std::chrono::steady_clock::time_point last_full_warning_{};
     std::uint64_t rejected_since_warning_ = 0;
+    std::string last_rejected_addr_;
+    std::chrono::steady_clock::time_point last_expired_warning_{};
+    std::uint64_t expired_reported_ = 0;
+    std::vector<std::shared_ptr<Connection>> expired_;
     WorkerStats stats_;
     std::atomic<std::int64_t> deferred_budget_{deferred_bytes_per_worker};
     std::size_t prebuffer_available_ = prebuffer_bytes_per_worker; // loop thread only

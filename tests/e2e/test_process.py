@@ -6,6 +6,7 @@ files the test writes (release-<token>), never by sleeping."""
 
 import json
 import os
+import re
 import signal
 import threading
 
@@ -255,6 +256,29 @@ def test_sigterm_closes_idle_keep_alive_while_request_in_flight(server_factory, 
     resp = blocked.read_response()
     blocked.close()
     assert resp.status == 200
+    assert server.wait_exit(30) == 0
+
+
+def test_keep_alive_answer_sent_before_a_stop_lets_the_next_request_in(server_factory, token):
+    """A response that promised keep-alive before SIGTERM arrived is followed by the
+    client's next request at once; it must be answered (with Connection: close), not
+    lost to a close the client could not see coming."""
+    server = server_factory.start(args=["--workers", "1", "--blocking-threads", "2"])
+    c = RawHTTP(server.port, timeout=30)
+    try:
+        c.send(build_request("GET", f"/big-list?kib=16384&token={token}", port=server.port))
+        first = c._read_head()  # promised before the stop: no Connection: close
+        assert first.status == 200 and first.header("Connection") is None, first
+        server.send_signal(signal.SIGTERM)
+        server.wait_for_log("signal 15 received")
+        c._read_body(first, "GET")  # the client takes the rest only now
+        assert len(first.body) == 16384 * 1024
+        nxt = c.request("GET", "/hello")
+        assert nxt.status == 200 and nxt.body == b"Hello, world!\n", nxt
+        assert nxt.header("Connection") == "close", nxt
+        assert c.wait_closed()
+    finally:
+        c.close()
     assert server.wait_exit(30) == 0
 
 
@@ -537,6 +561,86 @@ def test_single_slot_queue_accepts_again_once_its_request_is_taken(server_factor
         holder.close()
         late.close()
         quiet.close()
+
+
+def test_queue_timeout_answers_while_every_thread_is_stuck(server_factory, token):
+    """The only thread is stuck in the app and stays stuck: a queued request must still
+    get its 503 once --request-queue-timeout has passed, not wait in silence for as long
+    as the app is stuck, and the shedding is logged."""
+    server = server_factory.start(
+        args=["--workers", "1", "--blocking-threads", "1", "--request-queue-timeout", "0.5"]
+    )
+    holder = start_blocked_request(server, token)
+    late_token = f"{token}-late"
+    late = RawHTTP(server.port, timeout=20)
+    try:
+        late.send(build_request("GET", f"/mark?token={late_token}", port=server.port))
+        resp = late.read_response()  # the holder is still blocked
+        assert resp.status == 503, resp
+        assert resp.header("Retry-After") is not None
+        assert late.wait_closed()
+        server.wait_for_log("waited over 0.5s for a blocking thread")
+    finally:
+        release(server, token)
+        late.close()
+    assert holder.read_response().status == 200
+    holder.close()
+    assert not server.marker(f"ran-{late_token}").exists(), "the expired request ran"
+    assert_serves(server)
+
+
+def test_every_refusal_is_reported_by_the_time_the_worker_stops(server_factory, token):
+    """Refusals are logged in batches (one warning per 10 s); the tail of a burst must not
+    be lost when nothing follows it."""
+    server = server_factory.start(
+        args=["--workers", "1", "--blocking-threads", "1", "--request-queue-size", "1"]
+    )
+    conns = _open_keep_alive(server, 6)  # open before the queue fills
+    holder = start_blocked_request(server, token)
+    results = {}
+
+    def reader(i, c):
+        try:
+            results[i] = c.read_response().status
+        except Exception as e:  # noqa: BLE001 - reported below
+            results[i] = repr(e)
+
+    threads = [threading.Thread(target=reader, args=(i, c), daemon=True) for i, c in enumerate(conns)]
+    try:
+        for c in conns:
+            c.send(build_request("GET", "/hello", port=server.port))
+        for th in threads:
+            th.start()
+        # One request takes the queue's only slot; every other one is refused.
+        wait_until(lambda: list(results.values()).count(503) == len(conns) - 1, 20, "the refusals")
+    finally:
+        release(server, token)
+    for th in threads:
+        th.join(timeout=30)
+    assert sorted(results.values()) == [200] + [503] * (len(conns) - 1), results
+    assert holder.read_response().status == 200
+    for c in conns + [holder]:
+        c.close()
+    assert server.stop().returncode == 0
+    counts = [int(n) for n in re.findall(r"answered 503 to (\d+) request\(s\) since", server.log())]
+    assert sum(counts) == len(conns) - 1, (counts, server.log())
+
+
+def test_client_error_lines_are_rate_limited_and_counted(server_factory):
+    """A client sending garbage must not flood the log: 20 lines per 10 s, the rest
+    counted in one line (at the latest when the worker stops)."""
+    server = server_factory.start()
+    for _ in range(30):
+        with RawHTTP(server.port) as c:
+            c.send(b"BAD REQUEST LINE\r\n\r\n", tolerate_close=True)
+            assert c.read_response().status == 400
+    assert_serves(server)
+    assert server.stop().returncode == 0
+    log = server.log()
+    written = log.count("bad request from")
+    left_out = sum(int(n) for n in re.findall(r"(\d+) more line\(s\) about bad requests", log))
+    assert written <= 20, written
+    assert written + left_out == 30, (written, left_out)
 
 
 # ---------------------------------------------------------------- coalesced writes

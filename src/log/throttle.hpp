@@ -1,0 +1,67 @@
+// Rate limiting for log lines a client can cause (bad requests, timeouts, refusals): an
+// attacker or a broken client must not be able to flood the log, yet the first lines of a
+// burst are kept whole, and what was left out is counted and reported.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <mutex>
+
+namespace appserver::log {
+
+class Throttle {
+public:
+    using clock = std::chrono::steady_clock;
+
+    Throttle(unsigned lines_per_window, clock::duration window)
+        : limit_(lines_per_window), window_(window) {}
+
+    // Whether a line may be written now; if not, it is counted as left out.
+    bool allow(clock::time_point now = clock::now()) {
+        std::lock_guard lock(mutex_);
+        roll(now);
+        if (written_ < limit_) {
+            ++written_;
+            return true;
+        }
+        ++left_out_;
+        return false;
+    }
+
+    // Once the window in which lines were left out is over: how many (then 0 again).
+    // Called periodically, so a burst's tail is reported even if nothing follows it.
+    std::uint64_t take_left_out(clock::time_point now = clock::now()) {
+        std::lock_guard lock(mutex_);
+        if (now - window_start_ < window_) {
+            return 0;
+        }
+        const std::uint64_t n = left_out_;
+        left_out_ = 0;
+        return n;
+    }
+
+    // Everything left out so far, window over or not (at shutdown).
+    std::uint64_t take_all_left_out() {
+        std::lock_guard lock(mutex_);
+        const std::uint64_t n = left_out_;
+        left_out_ = 0;
+        return n;
+    }
+
+private:
+    void roll(clock::time_point now) {
+        if (now - window_start_ >= window_) {
+            window_start_ = now;
+            written_ = 0;
+        }
+    }
+
+    const unsigned limit_;
+    const clock::duration window_;
+    std::mutex mutex_;
+    clock::time_point window_start_{};
+    unsigned written_ = 0;
+    std::uint64_t left_out_ = 0;
+};
+
+} // namespace appserver::log
