@@ -3,16 +3,20 @@
 
 #include <spdlog/spdlog.h>
 
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstring>
+#include <new>
 #include <vector>
 
 namespace appserver::server {
@@ -20,9 +24,18 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
+// What a worker tells the master without a message: a page shared by all processes,
+// one entry per worker slot (MAP_SHARED, so it survives the fork). The seam for
+// per-worker counters the master will aggregate later.
+struct SharedSlot {
+    std::atomic<std::uint32_t> ready{0}; // the worker's event loop is serving
+};
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
+SharedSlot* shared_slots = nullptr;
+SharedSlot* own_slot = nullptr; // in a worker: its entry
+
 struct Slot {
     pid_t pid = 0;
-    clock::time_point started;
     clock::time_point respawn_at;
     unsigned quick_failures = 0;
 };
@@ -51,6 +64,12 @@ std::string describe_status(int status) {
 
 } // namespace
 
+void report_worker_ready() {
+    if (own_slot != nullptr) {
+        own_slot->ready.store(1, std::memory_order_release);
+    }
+}
+
 int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& hooks,
                const std::function<int(unsigned)>& run_worker) {
     const sigset_t signals = master_signals();
@@ -67,10 +86,19 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
     }
 
     std::vector<Slot> slots(config.workers);
+    void* page = ::mmap(nullptr, sizeof(SharedSlot) * config.workers, PROT_READ | PROT_WRITE,
+                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED) {
+        spdlog::error("cannot map the workers' shared page: {}", std::strerror(errno));
+        return 1;
+    }
+    shared_slots = new (page) SharedSlot[config.workers];
     auto spawn = [&](unsigned index) {
+        shared_slots[index].ready.store(0, std::memory_order_relaxed);
         hooks.before_fork();
         const pid_t pid = ::fork();
         if (pid == 0) {
+            own_slot = &shared_slots[index];
             hooks.after_fork_child();
             // A worker must not outlive its master (kill -9 of the master).
             ::prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -88,7 +116,6 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
             return;
         }
         slots[index].pid = pid;
-        slots[index].started = clock::now();
         spdlog::info("worker {} started (pid {})", index, pid);
     };
 
@@ -190,11 +217,20 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
                     }
                     break;
                 }
-                spdlog::error("worker {} (pid {}) {}; respawning", i, pid,
-                              describe_status(status));
-                const bool quick = clock::now() - s.started < std::chrono::seconds(2);
-                s.quick_failures = quick ? s.quick_failures + 1 : 0;
-                // A worker that keeps dying at once is not helped by a tight fork loop.
+                // A worker that died after it was serving (a request crashed it) comes
+                // back at once: one client repeating that request must not keep the
+                // worker away for seconds. One that keeps dying before it is ready is
+                // not helped by a tight fork loop: back off, up to 10 s.
+                const bool was_ready = shared_slots[i].ready.load(std::memory_order_acquire) != 0;
+                if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+                    spdlog::warn("worker {} (pid {}) exited by itself (code 0); respawning", i,
+                                 pid);
+                } else {
+                    spdlog::error("worker {} (pid {}) {}{}; respawning", i, pid,
+                                  describe_status(status),
+                                  was_ready ? "" : " before it was ready");
+                }
+                s.quick_failures = was_ready ? 0 : s.quick_failures + 1;
                 const auto delay = std::chrono::milliseconds(
                     s.quick_failures == 0 ? 0
                                           : std::min(10000, 100 << std::min(7u, s.quick_failures)));
@@ -227,6 +263,8 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
         }
     }
     net::close_listener(listener, true);
+    ::munmap(page, sizeof(SharedSlot) * config.workers);
+    shared_slots = nullptr;
     ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
     spdlog::info("appserver master stopped");
     return killed || unclean ? 1 : 0;

@@ -36,6 +36,10 @@ public:
     virtual void leave_wait() {}
 };
 
+// In a worker: tell the master this worker is serving (its event loop runs). A worker
+// that dies before that is respawned with a growing delay; one that dies after, at once.
+void report_worker_ready();
+
 // Runs until the workers are stopped; returns the master's exit code. run_worker runs in
 // each forked child (with SIGINT/SIGTERM/SIGQUIT/SIGCHLD/SIGHUP still blocked; the worker
 // unblocks them once its handlers are in place) and its result is the child's exit code.

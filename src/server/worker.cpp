@@ -131,8 +131,9 @@ int Worker::run() {
     batch_schedule_event_loop(index_);
     do_accept();
     do_sweep();
-    spdlog::info("worker {} ready ({} blocking threads, request queue {})", index_,
+    spdlog::info("worker {} ready ({} blocking thread(s), request queue {})", index_,
                  config_.blocking_threads, config_.request_queue_size);
+    report_worker_ready();
     io_.run();
 
     backlog_.close();

@@ -141,6 +141,24 @@ def test_worker_dying_mid_request_is_replaced(server_factory, token, how):
     assert server.alive()
 
 
+def test_request_that_keeps_crashing_the_worker_does_not_keep_it_away(server_factory, token):
+    """A worker that was serving and is killed by a request comes back at once, however
+    often that repeats (a client retrying the request): no start-up backoff, which grew
+    to 10 s per crash when the worker had just started. Eight crashes in a row; each
+    replacement must serve within 5 s (it takes milliseconds; the backoff took 6.4 s by
+    the seventh)."""
+    server = server_factory.start(args=["--workers", "1"])
+    for i in range(8):
+        (old,) = wait_until(lambda: (w := server.workers()) and len(w) == 1 and w, 20, "1 worker")
+        with RawHTTP(server.port) as c:
+            c.send(build_request("GET", f"/crash?token={token}-{i}", port=server.port))
+            resp = c.read_response_or_eof()
+            assert resp is None or resp.status >= 500, resp
+        wait_until(lambda: (w := server.workers()) and old not in w, 5, f"replacement {i}")
+        wait_until(lambda: _serves(server), 5, f"replacement {i} to serve")
+    assert "before it was ready" not in server.log()
+
+
 def _serves(server) -> bool:
     try:
         return http_get(server.port, "/hello").status == 200
