@@ -84,6 +84,25 @@ void warn_about_threads_lost_at_fork() {
     }
 }
 
+// A worker killed by SIGSEGV/SIGABRT/SIGBUS/SIGFPE/SIGILL (a C extension's bug) leaves the
+// Python stack of every thread in the log, not just "killed by signal": what the
+// operator needs to find the request and the code. Python's own faulthandler, enabled
+// before the app is imported (its import is covered too); it then lets the signal kill
+// the process as before (core dumps unchanged).
+void enable_faulthandler() {
+    PyObject* module = PyImport_ImportModule("faulthandler");
+    if (module != nullptr) {
+        PyObject* enabled = PyObject_CallMethod(module, "is_enabled", nullptr);
+        if (enabled != nullptr && enabled == Py_False) {
+            PyObject* r = PyObject_CallMethod(module, "enable", nullptr);
+            Py_XDECREF(r);
+        }
+        Py_XDECREF(enabled);
+        Py_DECREF(module);
+    }
+    PyErr_Clear();
+}
+
 // CPython's rules around fork(), and dropping the GIL while the master sleeps.
 class PythonProcessHooks final : public server::ProcessHooks {
 public:
@@ -149,6 +168,7 @@ int run(const Config& config) {
     if (std::string err = wsgi::prepare_process(config); !err.empty()) {
         return fail(err);
     }
+    enable_faulthandler();
     try {
         net::check_address(config); // before a possibly slow (or failing) import
     } catch (const std::exception& e) {

@@ -24,18 +24,20 @@ namespace {
 std::shared_ptr<spdlog::logger> app_logger;
 }
 
+// ISO 8601 local time with its UTC offset, so lines from hosts in other zones (or a
+// container without one) still sort and parse.
 void init(LogLevel level, const std::string& process_name) {
     // A sink each (a sink owns its line format); spdlog's console sinks share one mutex,
     // so lines of the two loggers are never spliced.
     auto logger = std::make_shared<spdlog::logger>(
         process_name, std::make_shared<spdlog::sinks::stderr_sink_mt>());
-    logger->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%n] [%P] [%^%l%$] %v");
+    logger->set_pattern("[%Y-%m-%dT%H:%M:%S.%e%z] [%n] [%P] [%^%l%$] %v");
     logger->set_level(to_spdlog(level));
     logger->flush_on(spdlog::level::info);
     spdlog::set_default_logger(std::move(logger));
     auto app = std::make_shared<spdlog::logger>(
         process_name, std::make_shared<spdlog::sinks::stderr_sink_mt>());
-    app->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%n] [%P] [wsgi.errors] %v");
+    app->set_pattern("[%Y-%m-%dT%H:%M:%S.%e%z] [%n] [%P] [wsgi.errors] %v");
     app->set_level(spdlog::level::trace);
     app->flush_on(spdlog::level::trace);
     app_logger = std::move(app);

@@ -159,6 +159,18 @@ def test_request_that_keeps_crashing_the_worker_does_not_keep_it_away(server_fac
     assert "before it was ready" not in server.log()
 
 
+def test_worker_killed_by_a_fatal_signal_leaves_its_python_stack(server_factory, token):
+    """A C-level crash (here abort()) is logged with the Python stack that led to it."""
+    server = server_factory.start(args=["--workers", "1"])
+    with RawHTTP(server.port) as c:
+        c.send(build_request("GET", f"/crash?token={token}&how=abort", port=server.port))
+        c.read_response_or_eof()
+    log = server.wait_for_log("killed by signal")
+    assert "Fatal Python error: Aborted" in log, log
+    assert "in route_crash" in log, log
+    wait_until(lambda: _serves(server), 20, "the replacement worker to serve")
+
+
 def _serves(server) -> bool:
     try:
         return http_get(server.port, "/hello").status == 200
