@@ -331,8 +331,10 @@ void Connection::shutdown_if_idle() {
     // An idle keep-alive client may be sending its next request right now (it cannot know
     // we stop): closing at once would lose that request. It gets drain_idle_grace to
     // arrive, and is served with Connection: close; a silent connection is then closed
-    // by the sweep (check_deadline).
-    if (phase_ == Phase::reading && parser_.idle()) {
+    // by the sweep (check_deadline). A request head already begun gets the same time to
+    // end (else 408), not the whole --header-read-timeout: a client that trickles its
+    // head must not hold the stop.
+    if (phase_ == Phase::reading && !parser_.head_done()) {
         deadline_ = std::min(deadline_, clock::now() + Worker::drain_idle_grace);
     }
 }

@@ -312,6 +312,22 @@ def test_keep_alive_answer_sent_before_a_stop_lets_the_next_request_in(server_fa
     assert server.wait_exit(30) == 0
 
 
+def test_half_sent_request_head_does_not_hold_a_graceful_stop(server_factory):
+    """A client trickling a request head gets a short grace at SIGTERM (then 408), not the
+    whole --header-read-timeout: the stop ends promptly and cleanly."""
+    server = server_factory.start(args=["--header-read-timeout", "120"])
+    c = RawHTTP(server.port, timeout=30)
+    try:
+        c.send(b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        assert_serves(server)  # the partial head has been read by now
+        server.send_signal(signal.SIGTERM)
+        assert server.wait_exit(20) == 0
+        resp = c.read_response_or_eof()
+        assert resp is None or resp.status == 408, resp
+    finally:
+        c.close()
+
+
 def test_sigint_exits_cleanly(server_factory):
     server = server_factory.start()
     assert_serves(server)
