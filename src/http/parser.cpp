@@ -324,6 +324,7 @@ void RequestParser::next_message() {
     body_.clear();
     body_received_ = 0;
     trailer_bytes_ = 0;
+    trailer_fields_ = 0;
     host_fields_ = 0;
     chunk_ext_bytes_ = 0;
     size_line_next_ = false;
@@ -398,6 +399,11 @@ int RequestParser::on_url(llhttp_t* p, const char* at, std::size_t len) {
 int RequestParser::on_header_field(llhttp_t* p, const char* at, std::size_t len) {
     auto* self = static_cast<RequestParser*>(p->data);
     if (self->state_ != State::head) { // trailer fields: bounded, then dropped
+        if (!self->field_open_ && ++self->trailer_fields_ > self->limits_.max_headers) {
+            self->fail(431, "too many trailer fields");
+            return HPE_USER;
+        }
+        self->field_open_ = true;
         self->trailer_bytes_ += len;
         if (self->trailer_bytes_ > self->limits_.max_header_size) {
             self->fail(431, "request trailer section too large");

@@ -132,6 +132,7 @@ private:
     std::string body_;
     std::uint64_t body_received_ = 0;
     std::size_t trailer_bytes_ = 0;
+    std::size_t trailer_fields_ = 0; // counted against max_headers, as header fields are
     std::size_t host_fields_ = 0;
     bool other_transfer_coding_ = false; // a coding other than chunked was listed
     bool transfer_encoding_ = false;     // a Transfer-Encoding field, even an empty one

@@ -993,6 +993,15 @@ TEST(RequestParser, TrailerSectionIsBounded) {
     const ParserLimits limits{1024, 100, 0};
     const std::string head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
     EXPECT_EQ(status_of(head + "0\r\nX-T: " + std::string(5000, 't') + "\r\n\r\n", limits), 431);
+    // The number of fields is bounded as in the head (max_headers), not only their bytes.
+    const ParserLimits few{64 * 1024, 3, 0};
+    EXPECT_EQ(status_of(head + "0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n", few), 0);
+    EXPECT_EQ(status_of(head + "0\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n", few), 431);
+    std::string many = head + "0\r\n";
+    for (int i = 0; i < 101; ++i) {
+        many += "T: v\r\n";
+    }
+    EXPECT_EQ(status_of(many + "\r\n"), 431);
 }
 
 TEST(RequestParser, TrailerSectionFollowsTheHeadsRules) {
