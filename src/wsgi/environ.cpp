@@ -123,11 +123,23 @@ PyObject* build_environ(server::Exchange& ex, PyObject* input, const EnvironDefa
         PyDict_SetItem(env, k.SCRIPT_NAME, script_name) < 0 ||
         !set_steal(env, k.PATH_INFO, latin1(path_info)) ||
         !set_steal(env, k.QUERY_STRING, latin1(parts.query)) ||
-        !set_steal(env, k.REQUEST_URI, latin1(target)) ||
         PyDict_SetItem(env, k.SERVER_NAME, defaults.server_name) < 0 ||
         PyDict_SetItem(env, k.SERVER_PORT, defaults.server_port) < 0 ||
         PyDict_SetItem(env, k.SERVER_PROTOCOL,
                        head.version_minor >= 1 ? k.http11 : k.http10) < 0) {
+        return fail();
+    }
+    // The raw request-target under uWSGI's name and gunicorn's, one object for both; and
+    // SERVER_SOFTWARE, which CGI (RFC 3875 4.1.17) asks for and apps print.
+    PyObject* raw_target = latin1(target);
+    if (raw_target == nullptr) {
+        return fail();
+    }
+    const bool named = PyDict_SetItem(env, k.REQUEST_URI, raw_target) == 0 &&
+                       PyDict_SetItem(env, k.RAW_URI, raw_target) == 0 &&
+                       PyDict_SetItem(env, k.SERVER_SOFTWARE, k.server_software) == 0;
+    Py_DECREF(raw_target);
+    if (!named) {
         return fail();
     }
     if (!ex.remote_addr().empty()) {

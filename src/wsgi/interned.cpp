@@ -26,6 +26,8 @@ Interned make() {
     i.PATH_INFO = intern("PATH_INFO");
     i.QUERY_STRING = intern("QUERY_STRING");
     i.REQUEST_URI = intern("REQUEST_URI");
+    i.RAW_URI = intern("RAW_URI");
+    i.SERVER_SOFTWARE = intern("SERVER_SOFTWARE");
     i.CONTENT_TYPE = intern("CONTENT_TYPE");
     i.CONTENT_LENGTH = intern("CONTENT_LENGTH");
     i.SERVER_NAME = intern("SERVER_NAME");
@@ -51,6 +53,7 @@ Interned make() {
     i.read = intern("read");
     i.fileno = intern("fileno");
     i.tell = intern("tell");
+    i.server_software = intern((std::string("appserver/") + APPSERVER_VERSION).c_str());
     return i;
 }
 

@@ -15,6 +15,8 @@ struct Interned {
     PyObject* PATH_INFO;
     PyObject* QUERY_STRING;
     PyObject* REQUEST_URI;
+    PyObject* RAW_URI;
+    PyObject* SERVER_SOFTWARE;
     PyObject* CONTENT_TYPE;
     PyObject* CONTENT_LENGTH;
     PyObject* SERVER_NAME;
@@ -41,6 +43,7 @@ struct Interned {
     PyObject* read;          // "read"
     PyObject* fileno;        // "fileno"
     PyObject* tell;          // "tell"
+    PyObject* server_software; // "appserver/<version>"
 };
 
 // Creates everything on first call (GIL held); the same object afterwards.

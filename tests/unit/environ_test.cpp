@@ -417,6 +417,8 @@ TEST_F(EnvironTest, EveryPep3333KeyWithTheRightType) {
     EXPECT_EQ(str("REMOTE_ADDR"), "192.0.2.7");
     EXPECT_EQ(str("REMOTE_PORT"), "54321");
     EXPECT_EQ(str("REQUEST_URI"), "/p/a%20b?x=1&y=2");
+    EXPECT_EQ(str("RAW_URI"), "/p/a%20b?x=1&y=2"); // gunicorn's name for the same
+    EXPECT_EQ(str("SERVER_SOFTWARE").rfind("appserver/", 0), 0U) << str("SERVER_SOFTWARE");
     EXPECT_EQ(str("HTTP_HOST"), "example.com");
     EXPECT_EQ(str("HTTP_USER_AGENT"), "unit");
     // No body: CONTENT_TYPE / CONTENT_LENGTH may be absent, or empty str.
