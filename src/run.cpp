@@ -211,8 +211,16 @@ int run(const Config& config) {
         if (wsgi_app == nullptr) {
             // --lazy-apps: this worker's own import. A failure would repeat in every
             // respawn: the exit status asks the master to stop instead.
+            // The master's signal mask is still on (the worker lifts it once its handlers
+            // are in): processes the import starts would inherit it and could not be
+            // stopped. Import as a plain process would (signals at their defaults).
+            sigset_t none;
+            sigset_t inherited;
+            sigemptyset(&none);
+            ::pthread_sigmask(SIG_SETMASK, &none, &inherited);
             std::string error;
             PyObject* own_app = wsgi::load_app(config, error);
+            ::pthread_sigmask(SIG_SETMASK, &inherited, nullptr);
             try {
                 if (own_app != nullptr) {
                     wsgi_app = std::make_unique<wsgi::WsgiApplication>(config, own_app,

@@ -28,13 +28,15 @@ public:
         return false;
     }
 
-    // Once the window in which lines were left out is over: how many (then 0 again).
-    // Called periodically, so a burst's tail is reported even if nothing follows it.
+    // How many lines were left out since the last report, at most once per window
+    // (then 0 again). Called periodically, so both a burst's tail and a steady flood
+    // get reported.
     std::uint64_t take_left_out(clock::time_point now = clock::now()) {
         std::lock_guard lock(mutex_);
-        if (now - window_start_ < window_) {
+        if (left_out_ == 0 || now - last_report_ < window_) {
             return 0;
         }
+        last_report_ = now;
         const std::uint64_t n = left_out_;
         left_out_ = 0;
         return n;
@@ -60,6 +62,7 @@ private:
     const clock::duration window_;
     std::mutex mutex_;
     clock::time_point window_start_{};
+    clock::time_point last_report_{};
     unsigned written_ = 0;
     std::uint64_t left_out_ = 0;
 };

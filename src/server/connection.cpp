@@ -106,7 +106,10 @@ void Connection::process_buffer() {
         return;
     case http::RequestParser::State::head:
         if (was_idle && !parser_.idle()) {
-            deadline_ = clock::now() + seconds(config_.header_read_timeout);
+            // While stopping, the grace the idle connection got is also all its new head
+            // gets (else 408).
+            const auto header_deadline = clock::now() + seconds(config_.header_read_timeout);
+            deadline_ = worker_.draining() ? std::min(deadline_, header_deadline) : header_deadline;
         }
         do_read();
         return;
@@ -190,7 +193,7 @@ void Connection::on_exchange_done() {
     }
     // keep_alive() is what the response told the client. One that said keep-alive
     // (sent before a graceful stop began) is followed by the client's next request at
-    // once: closing now would lose it, so it is read (for drain_idle_grace at most) and
+    // once: closing now would lose it, so it is read (for drain_grace() at most) and
     // answered with Connection: close.
     if (!keep_alive()) {
         if (close_with_reset()) {
@@ -208,7 +211,7 @@ void Connection::on_exchange_done() {
     parser_.next_message();
     deadline_ = clock::now() + seconds(config_.keep_alive_timeout);
     if (worker_.draining()) {
-        deadline_ = std::min(deadline_, clock::now() + Worker::drain_idle_grace);
+        deadline_ = std::min(deadline_, clock::now() + worker_.drain_grace());
     }
     phase_ = Phase::reading;
     if (rbeg_ < rend_) {
@@ -273,6 +276,9 @@ void Connection::lingering_close() {
         lingering_ = true;
         linger_dropped_ = 0;
         deadline_ = clock::now() + seconds(linger_seconds);
+        if (worker_.draining()) {
+            deadline_ = std::min(deadline_, clock::now() + worker_.drain_grace());
+        }
         boost::system::error_code ignored;
         socket_.shutdown(socket_type::shutdown_send, ignored);
     }
@@ -329,13 +335,13 @@ void Connection::check_deadline(clock::time_point now) {
 
 void Connection::shutdown_if_idle() {
     // An idle keep-alive client may be sending its next request right now (it cannot know
-    // we stop): closing at once would lose that request. It gets drain_idle_grace to
+    // we stop): closing at once would lose that request. It gets drain_grace() to
     // arrive, and is served with Connection: close; a silent connection is then closed
     // by the sweep (check_deadline). A request head already begun gets the same time to
     // end (else 408), not the whole --header-read-timeout: a client that trickles its
     // head must not hold the stop.
     if (phase_ == Phase::reading && !parser_.head_done()) {
-        deadline_ = std::min(deadline_, clock::now() + Worker::drain_idle_grace);
+        deadline_ = std::min(deadline_, clock::now() + worker_.drain_grace());
     }
 }
 

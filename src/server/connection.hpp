@@ -34,7 +34,7 @@ public:
     // Periodic deadline check; closes the connection when its read deadline passed.
     void check_deadline(clock::time_point now);
     // Graceful shutdown: an idle connection may bring one more request within
-    // Worker::drain_idle_grace (served with Connection: close); a busy one finishes first.
+    // Worker::drain_grace() (served with Connection: close); a busy one finishes first.
     void shutdown_if_idle();
     void close();
     Phase phase() const { return phase_; }

@@ -204,7 +204,8 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
                     break;
                 }
                 if (config.lazy_apps && WIFEXITED(status) &&
-                    WEXITSTATUS(status) == worker_boot_failure_status) {
+                    WEXITSTATUS(status) == worker_boot_failure_status &&
+                    shared_slots[i].ready.load(std::memory_order_acquire) == 0) {
                     spdlog::error("worker {} (pid {}) could not load the application (see "
                                   "above); stopping the server",
                                   i, pid);

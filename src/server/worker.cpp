@@ -270,6 +270,7 @@ void Worker::resume_accepting_if_room() {
         return;
     }
     accept_paused_ = false;
+    stuck_pause_ = false;
     resume_wanted_.store(false, std::memory_order_relaxed);
     spdlog::debug("worker {}: request queue has room, accepting again", index_);
     do_accept();
@@ -339,8 +340,14 @@ void Worker::expire_queued(Connection::clock::time_point now) {
         conn->answer_expired();
     }
     expired_.clear();
-    if (config_.workers > 1) {
+    if (config_.workers > 1 && !accept_paused_) {
         pause_accepting();
+        stuck_pause_ = true;
+        // Not for longer than a request may wait: if every worker is stuck, nobody else
+        // takes the new connections, and they must still get their 503 in time.
+        stuck_pause_until_ =
+            now + std::chrono::duration_cast<Connection::clock::duration>(
+                      std::chrono::duration<double>(config_.request_queue_timeout / 2));
     }
 }
 
@@ -360,16 +367,24 @@ void Worker::return_memory_after_burst() {
 
 // How often deadlines are checked: once a second, or a quarter of the shortest timeout
 // when that is less (a 1 s keep-alive timeout would otherwise fire after up to 2 s), not
-// more often than every 50 ms.
+// more often than every 50 ms. While stopping, every 100 ms (drain_grace()).
 std::chrono::milliseconds Worker::sweep_period(const Config& config) {
-    const double shortest = std::min({config.keep_alive_timeout, config.header_read_timeout,
-                                      config.read_timeout, config.write_timeout});
+    const double shortest =
+        std::min({config.keep_alive_timeout, config.header_read_timeout, config.read_timeout,
+                  config.write_timeout, config.request_queue_timeout});
     const double ms = std::clamp(shortest * 1000.0 / 4.0, 50.0, 1000.0);
     return std::chrono::milliseconds(static_cast<long>(ms));
 }
 
+std::chrono::steady_clock::duration Worker::drain_grace() const {
+    return std::min<std::chrono::steady_clock::duration>(
+        std::chrono::seconds(1), std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                     std::chrono::duration<double>(config_.graceful_timeout / 2)));
+}
+
 void Worker::do_sweep() {
-    sweep_timer_.expires_after(sweep_period(config_));
+    sweep_timer_.expires_after(draining() ? std::chrono::milliseconds(100)
+                                          : sweep_period(config_));
     sweep_timer_.async_wait([this](const boost::system::error_code& ec) {
         if (ec) {
             return;
@@ -385,6 +400,10 @@ void Worker::do_sweep() {
         }
         all.clear();
         expire_queued(now);
+        if (accept_paused_ && stuck_pause_ && now >= stuck_pause_until_) {
+            stuck_pause_ = false;
+            resume_accepting_if_room(); // let new clients in, to be answered (503 if need be)
+        }
         report_shed_requests(std::chrono::steady_clock::now(), false);
         return_memory_after_burst();
         do_sweep();
@@ -422,6 +441,8 @@ void Worker::begin_shutdown(int signal_number) {
     for (auto& conn : all) {
         conn->shutdown_if_idle();
     }
+    sweep_timer_.cancel(); // restart it at the draining pace
+    do_sweep();
     grace_timer_.expires_after(std::chrono::duration_cast<std::chrono::steady_clock::duration>(
         std::chrono::duration<double>(config_.graceful_timeout)));
     grace_timer_.async_wait([this](const boost::system::error_code& ec) {

@@ -85,8 +85,10 @@ public:
     Application* inline_app() const { return inline_app_; }
 
     // On a graceful stop, how long an idle keep-alive connection may still bring one more
-    // request (answered with Connection: close) before it is closed.
-    static constexpr std::chrono::seconds drain_idle_grace{1};
+    // request (answered with Connection: close), a request head already begun may take to
+    // end, and a closing connection may linger: 1 s, or half of --graceful-timeout when
+    // that is shorter, so the grace never makes a clean stop a forced one.
+    std::chrono::steady_clock::duration drain_grace() const;
 
     // How often the loop checks connection deadlines (see worker.cpp).
     static std::chrono::milliseconds sweep_period(const Config& config);
@@ -149,6 +151,11 @@ private:
     std::chrono::steady_clock::time_point last_expired_warning_{};
     std::uint64_t expired_reported_ = 0;
     std::vector<std::shared_ptr<Connection>> expired_;
+    // Accepting paused because queued requests expired (threads stuck), not because the
+    // queue is full: the pause ends when a thread takes a request, or at this time, so a
+    // server whose workers are all stuck still answers new clients (with 503).
+    bool stuck_pause_ = false;
+    std::chrono::steady_clock::time_point stuck_pause_until_{};
     WorkerStats stats_;
     std::atomic<std::int64_t> deferred_budget_{deferred_bytes_per_worker};
     std::size_t prebuffer_available_ = prebuffer_bytes_per_worker; // loop thread only

@@ -181,19 +181,33 @@ PyObject* start_response_impl(PyObject* state, PyObject* const* args, Py_ssize_t
                      Py_TYPE(headers)->tp_name);
         return nullptr;
     }
-    Py_INCREF(status);
-    Py_INCREF(headers);
-    Py_XSETREF(self->status, status);
-    Py_XSETREF(self->headers, headers);
     // PEP 3333: check the headers now, so a bad one raises here, inside the app, where
     // its traceback points at the culprit and the app can still answer otherwise. The
     // head is built once, here (later changes to the list are not seen, as in gunicorn
-    // and uWSGI). On failure nothing is kept: start_response counts as not called.
+    // and uWSGI). On failure the call counts as not made: a head given earlier (this
+    // call replacing it with exc_info) still stands.
+    PyObject* previous_status = self->status;   // owned; nullptr on a first call
+    PyObject* previous_headers = self->headers; // owned
+    Py_INCREF(status);
+    Py_INCREF(headers);
+    self->status = status;
+    self->headers = headers;
     if (!apply_head(self)) {
-        Py_CLEAR(self->status);
-        Py_CLEAR(self->headers);
+        Py_DECREF(self->status);
+        Py_DECREF(self->headers);
+        self->status = previous_status;
+        self->headers = previous_headers;
+        if (previous_status != nullptr) {
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            (void)apply_head(self); // it was valid when given
+            PyErr_Clear();
+            PyErr_Restore(type, value, tb);
+        }
         return nullptr;
     }
+    Py_XDECREF(previous_status);
+    Py_XDECREF(previous_headers);
     return PyCFunction_NewEx(&write_def, state, nullptr);
 }
 

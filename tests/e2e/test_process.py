@@ -328,6 +328,34 @@ def test_half_sent_request_head_does_not_hold_a_graceful_stop(server_factory):
         c.close()
 
 
+def test_head_begun_during_the_stop_grace_gets_only_the_grace(server_factory):
+    """A keep-alive client that starts a new request head after SIGTERM gets what is left
+    of the grace to finish it (else 408), not the whole --header-read-timeout."""
+    server = server_factory.start(args=["--header-read-timeout", "60"])
+    c = RawHTTP(server.port, timeout=30)
+    try:
+        assert c.request("GET", "/hello").status == 200
+        server.send_signal(signal.SIGTERM)
+        server.wait_for_log("signal 15 received")
+        c.send(b"GET /hello HTTP/1.1\r\nHost: x\r\nX-Slow: ", tolerate_close=True)
+        assert server.wait_exit(20) == 0
+    finally:
+        c.close()
+
+
+def test_short_graceful_timeout_still_stops_cleanly_with_idle_connections(server_factory):
+    """The grace given to idle keep-alive connections must fit in --graceful-timeout."""
+    server = server_factory.start(args=["--graceful-timeout", "1"])
+    idle = RawHTTP(server.port, timeout=30)
+    try:
+        assert idle.request("GET", "/hello").status == 200
+        server.send_signal(signal.SIGTERM)
+        assert server.wait_exit(20) == 0, server.log_tail()
+        assert idle.wait_closed()
+    finally:
+        idle.close()
+
+
 def test_sigint_exits_cleanly(server_factory):
     server = server_factory.start()
     assert_serves(server)
@@ -421,6 +449,67 @@ def test_lazy_apps_imports_the_app_in_each_worker(server_factory):
     # Without it the app is imported once, in the master.
     preloaded = server_factory.start("threaded_app:app", ["--workers", "2"], probe="/")
     assert http_get(preloaded.port, "/").header("X-Imported-In") == str(preloaded.pid)
+
+
+def test_lazy_apps_processes_started_at_import_have_a_clean_signal_mask(server_factory):
+    """Imported in the worker: a process the import starts must not inherit the signals
+    the master blocks (it could not be stopped with SIGTERM)."""
+    server = server_factory.start("import_spawn_app:app", ["--lazy-apps"], probe="/")
+    assert http_get(server.port, "/").body == b"0000000000000000"
+
+
+def test_lazy_apps_worker_exiting_with_status_4_while_serving_is_respawned(server_factory, token):
+    """Status 4 means "could not load the app" only before the worker is ready."""
+    server = server_factory.start(args=["--lazy-apps"])
+    (old,) = wait_until(lambda: (w := server.workers()) and len(w) == 1 and w, 20, "1 worker")
+    with RawHTTP(server.port) as c:
+        c.send(build_request("GET", f"/crash?token={token}&code=4", port=server.port))
+        c.read_response_or_eof()
+    wait_until(lambda: (w := server.workers()) and old not in w, 20, "a replacement worker")
+    wait_until(lambda: _serves(server), 20, "the replacement to serve")
+    assert server.alive()
+
+
+def test_all_workers_stuck_still_answer_new_clients(server_factory, token):
+    """With several workers, one whose threads are stuck stops accepting so the others take
+    new clients; when every worker is stuck, new clients must still get their 503."""
+    server = server_factory.start(
+        args=["--workers", "2", "--blocking-threads", "1", "--request-queue-timeout", "0.5"]
+    )
+    workers = set(wait_until(lambda: (w := server.workers()) and len(w) == 2 and w, 20, "2 workers"))
+    holders, tokens = [], []
+
+    def stuck():
+        pids = set()
+        for t in tokens:
+            m = server.marker(f"started-{t}")
+            if m.exists() and m.read_text():
+                pids.add(int(m.read_text()))
+        return pids
+
+    try:
+        for i in range(40):
+            if stuck() == workers:
+                break
+            t = f"{token}-{i}"
+            tokens.append(t)
+            c = RawHTTP(server.port, timeout=20)
+            holders.append(c)
+            c.send(build_request("GET", f"/block?token={t}", port=server.port))
+            # Either a free thread starts it, or it queues behind a stuck one (and expires).
+            started = server.marker(f"started-{t}")
+            wait_until(lambda: started.exists() or server_has_read(c), 20, "the request to be taken")
+        wait_until(lambda: stuck() == workers, 20, "both workers' threads to be stuck")
+        for _ in range(3):
+            with RawHTTP(server.port, timeout=20) as late:
+                resp = late.request("GET", "/hello")
+                assert resp.status == 503, resp
+    finally:
+        for t in tokens:
+            release(server, t)
+        for c in holders:
+            c.close()
+    wait_until(lambda: _serves(server), 20, "the workers to serve again")
 
 
 def test_lazy_apps_import_error_stops_the_server(server_factory):

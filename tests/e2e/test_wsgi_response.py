@@ -384,6 +384,16 @@ def test_start_response_rejects_a_bad_head_at_once(app_server, query):
     assert_serves(app_server)
 
 
+def test_failed_replacement_with_exc_info_leaves_the_first_head(app_server):
+    """start_response(..., exc_info) with an invalid head raises and counts as not made:
+    the head given before stands."""
+    resp = http_get(app_server.port, "/exc-info-bad-replacement")
+    assert resp.status == 200, resp
+    assert resp.header("X-First") == "1"
+    assert resp.body == b"first head kept"
+    assert_serves(app_server)
+
+
 def test_app_exception_gives_500_and_traceback(app_server, token):
     resp = http_get(app_server.port, f"/error?token={token}")
     assert resp.status == 500

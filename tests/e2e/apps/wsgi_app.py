@@ -433,7 +433,7 @@ def route_crash(environ, start_response):
     mark(f"crashing-{token}", str(os.getpid()))
     if query(environ).get("how") == "abort":
         os.abort()
-    os._exit(3)
+    os._exit(int(query(environ).get("code", 3)))
 
 
 def route_start_response_twice(environ, start_response):
@@ -666,6 +666,20 @@ def route_bad_head_recover(environ, start_response):
         start_response("502 Bad Gateway", [("Content-Type", "text/plain")])
         return [f"recovered from {type(e).__name__}".encode()]
     return [b"must-not-be-sent"]
+
+
+def route_exc_info_bad_replacement(environ, start_response):
+    """A valid head, then an error page whose head is invalid: the failed call counts as
+    not made, so the first head stands."""
+    start_response("200 OK", [("Content-Type", "text/plain"), ("X-First", "1")])
+    try:
+        raise RuntimeError("something failed")
+    except RuntimeError:
+        try:
+            start_response("500 Internal Server Error", [("X-Bad", "a\r\nb")], sys.exc_info())
+        except ValueError:
+            pass
+    return [b"first head kept"]
 
 
 def route_bad_status(environ, start_response):
@@ -930,6 +944,7 @@ ROUTES = {
     "/bad-header": route_bad_header,
     "/bad-status": route_bad_status,
     "/bad-head-recover": route_bad_head_recover,
+    "/exc-info-bad-replacement": route_exc_info_bad_replacement,
     "/error": route_error,
     "/error-in-iter": route_error_in_iter,
     "/error-mid-stream": route_error_mid_stream,
