@@ -7,6 +7,7 @@ files the test writes (release-<token>), never by sleeping."""
 import json
 import os
 import re
+import select
 import signal
 import threading
 
@@ -496,9 +497,11 @@ def test_all_workers_stuck_still_answer_new_clients(server_factory, token):
             c = RawHTTP(server.port, timeout=20)
             holders.append(c)
             c.send(build_request("GET", f"/block?token={t}", port=server.port))
-            # Either a free thread starts it, or it queues behind a stuck one (and expires).
+            # Either a free thread starts it, or it queues behind a stuck thread and gets its
+            # 503 (after which that worker lets the other one take new connections).
             started = server.marker(f"started-{t}")
-            wait_until(lambda: started.exists() or server_has_read(c), 20, "the request to be taken")
+            wait_until(lambda: started.exists() or select.select([c.sock], [], [], 0)[0], 20,
+                       "the request to start or be refused")
         wait_until(lambda: stuck() == workers, 20, "both workers' threads to be stuck")
         for _ in range(3):
             with RawHTTP(server.port, timeout=20) as late:
