@@ -6,6 +6,7 @@
 #include "log/log.hpp"
 #include "net/listener.hpp"
 #include "server/master.hpp"
+#include "server/pid_file.hpp"
 #include "server/worker.hpp"
 #include "wsgi/app_loader.hpp"
 #include "wsgi/handler.hpp"
@@ -169,6 +170,11 @@ int run(const Config& config) {
         return fail(err);
     }
     enable_faulthandler();
+    if (!config.pid_file.empty()) {
+        if (std::string err = server::check_pid_file(config.pid_file); !err.empty()) {
+            return fail(err);
+        }
+    }
     try {
         net::check_address(config); // before a possibly slow (or failing) import
     } catch (const std::exception& e) {
@@ -205,8 +211,15 @@ int run(const Config& config) {
             return fail(e.what());
         }
     }
+    const pid_t master_pid = ::getpid();
+    if (!config.pid_file.empty()) {
+        if (std::string err = server::write_pid_file(config.pid_file, master_pid); !err.empty()) {
+            net::close_listener(listener, true);
+            return fail(err);
+        }
+    }
     PythonProcessHooks hooks(!config.lazy_apps);
-    return server::run_master(config, listener, hooks, [&](unsigned index) {
+    const int rc = server::run_master(config, listener, hooks, [&](unsigned index) {
         log::init(config.log_level, "worker." + std::to_string(index));
         if (wsgi_app == nullptr) {
             // --lazy-apps: this worker's own import. A failure would repeat in every
@@ -258,6 +271,10 @@ int run(const Config& config) {
         run_python_exit_handlers();
         return rc;
     });
+    if (!config.pid_file.empty()) {
+        server::remove_pid_file(config.pid_file, master_pid);
+    }
+    return rc;
 }
 
 int run_command_line(const std::vector<std::string>& args) {

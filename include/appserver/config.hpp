@@ -34,6 +34,7 @@ struct Config {
 
     // Processes and threads.
     unsigned workers = 1;           // worker processes forked by the master
+    std::string pid_file;           // the master's pid is written here while it runs
     unsigned blocking_threads = 1;  // threads per worker that call the Python app
     std::size_t request_queue_size = 4096; // parsed requests waiting for a thread, per worker
 

@@ -399,6 +399,11 @@ const std::vector<OptionSpec>& option_table() {
 
         {"workers", {}, "Processes and threads", at_least<&Config::workers, 1>("N"),
          "Worker processes forked by the master."},
+        {"pid-file", {}, "Processes and threads",
+         text<&Config::pid_file, check_not_empty>("PATH", "A file path."),
+         "Write the master's pid to this file once it is listening, and remove the file when "
+         "it exits. A relative path is taken from --working-dir. Refused (exit 1) while the "
+         "file names a process that is still running; a stale one is replaced."},
         {"blocking-threads", {"threads"}, "Processes and threads",
          at_least<&Config::blocking_threads, 1>("N"),
          "Threads per worker that call the application; each may hold its own database "

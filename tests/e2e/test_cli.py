@@ -2,6 +2,7 @@
 app loading (import errors, --factory, --working-dir, --env)."""
 
 import json
+import os
 import stat
 import re
 import socket
@@ -30,6 +31,7 @@ ALL_OPTIONS = [
     "--host",
     "--port",
     "--workers",
+    "--pid-file",
     "--blocking-threads",
     "--lazy-apps",
     "--backlog",
@@ -357,3 +359,38 @@ def test_unix_domain_socket(server_factory, tmp_path, mode):
     assert json.loads(resp.body)["environ"]["SERVER_PORT"] == "80"  # PEP 3333: never empty
     if mode is not None:
         assert stat.S_IMODE(path.stat().st_mode) == int(mode, 8)
+
+
+# ---------------------------------------------------------------- --pid-file
+
+
+def test_pid_file_names_the_master_while_it_runs(server_factory, tmp_path):
+    pid_file = tmp_path / "app.pid"
+    server = server_factory.start(args=["--pid-file", str(pid_file)])
+    assert pid_file.read_text() == f"{server.pid}\n"
+    assert server.stop().returncode == 0
+    assert not pid_file.exists(), "the pid file outlived the server"
+
+
+def test_pid_file_of_a_running_process_is_refused(tmp_path):
+    pid_file = tmp_path / "app.pid"
+    pid_file.write_text(f"{os.getpid()}\n")  # this test process: alive
+    result = run_cli(app_argv("wsgi_app:app") + ["--pid-file", str(pid_file)])
+    assert_cli_error(result, "--pid-file", "still running")
+    assert result.returncode == 1
+    assert pid_file.read_text() == f"{os.getpid()}\n", "another server's pid file was touched"
+
+
+def test_stale_pid_file_is_replaced(server_factory, tmp_path):
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # its pid names no process now
+    pid_file = tmp_path / "app.pid"
+    pid_file.write_text(f"{gone.pid}\n")
+    server = server_factory.start(args=["--pid-file", str(pid_file)])
+    assert pid_file.read_text() == f"{server.pid}\n"
+
+
+def test_unwritable_pid_file_is_an_error_before_serving(tmp_path):
+    result = run_cli(app_argv("wsgi_app:app") + ["--pid-file", str(tmp_path / "missing-dir" / "app.pid")])
+    assert_cli_error(result, "--pid-file", "cannot write")
+    assert result.returncode == 1

@@ -129,6 +129,8 @@ std::vector<OptionCase> option_cases() {
         {"--backlog", "APPSERVER_BACKLOG", "2048",
          [](const Config& c) { EXPECT_EQ(c.backlog, 2048); }},
         {"--workers", "APPSERVER_WORKERS", "8", [](const Config& c) { EXPECT_EQ(c.workers, 8U); }},
+        {"--pid-file", "APPSERVER_PID_FILE", "/run/app.pid",
+         [](const Config& c) { EXPECT_EQ(c.pid_file, "/run/app.pid"); }},
         {"--blocking-threads", "APPSERVER_BLOCKING_THREADS", "4",
          [](const Config& c) { EXPECT_EQ(c.blocking_threads, 4U); }},
         {"--request-queue-size", "APPSERVER_REQUEST_QUEUE_SIZE", "64",
@@ -160,6 +162,7 @@ void expect_same_config(const Config& a, const Config& b) {
     EXPECT_EQ(a.interface, b.interface);
     EXPECT_EQ(a.factory, b.factory);
     EXPECT_EQ(a.lazy_apps, b.lazy_apps);
+    EXPECT_EQ(a.pid_file, b.pid_file);
     EXPECT_EQ(a.working_dir, b.working_dir);
     EXPECT_EQ(a.env, b.env);
     EXPECT_EQ(a.url_path_prefix, b.url_path_prefix);
