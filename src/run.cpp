@@ -148,6 +148,38 @@ void run_python_exit_handlers() {
     flush_python_stdio(); // what the app print()ed, before the _exit
 }
 
+// --lazy-apps: the worker's own import, right after the fork. nullptr (logged) when the
+// app cannot be loaded.
+std::unique_ptr<wsgi::WsgiApplication> import_in_worker(const Config& config, unsigned index,
+                                                        const std::string& server_name,
+                                                        const std::string& server_port) {
+    // The master's signal mask is still on (the worker lifts it once its handlers are
+    // in): processes the import starts would inherit it and could not be stopped. Import
+    // as a plain process would (signals at their defaults).
+    sigset_t none;
+    sigset_t inherited;
+    sigemptyset(&none);
+    ::pthread_sigmask(SIG_SETMASK, &none, &inherited);
+    std::string error;
+    PyObject* app = wsgi::load_app(config, error);
+    ::pthread_sigmask(SIG_SETMASK, &inherited, nullptr);
+    std::unique_ptr<wsgi::WsgiApplication> wsgi_app;
+    try {
+        if (app != nullptr) {
+            wsgi_app = std::make_unique<wsgi::WsgiApplication>(config, app, server_name,
+                                                               server_port);
+        }
+    } catch (const std::exception& e) {
+        error = e.what();
+    }
+    if (wsgi_app == nullptr) {
+        spdlog::error("worker {}: {}", index,
+                      error.empty() ? "cannot load the application" : error);
+        flush_python_stdio();
+    }
+    return wsgi_app;
+}
+
 } // namespace
 
 const char* version() {
@@ -222,44 +254,24 @@ int run(const Config& config) {
     const int rc = server::run_master(config, listener, hooks, [&](unsigned index) {
         log::init(config.log_level, "worker." + std::to_string(index));
         if (wsgi_app == nullptr) {
-            // --lazy-apps: this worker's own import. A failure would repeat in every
-            // respawn: the exit status asks the master to stop instead.
-            // The master's signal mask is still on (the worker lifts it once its handlers
-            // are in): processes the import starts would inherit it and could not be
-            // stopped. Import as a plain process would (signals at their defaults).
-            sigset_t none;
-            sigset_t inherited;
-            sigemptyset(&none);
-            ::pthread_sigmask(SIG_SETMASK, &none, &inherited);
-            std::string error;
-            PyObject* own_app = wsgi::load_app(config, error);
-            ::pthread_sigmask(SIG_SETMASK, &inherited, nullptr);
-            try {
-                if (own_app != nullptr) {
-                    wsgi_app = std::make_unique<wsgi::WsgiApplication>(config, own_app,
-                                                                       server_name, server_port);
-                }
-            } catch (const std::exception& e) {
-                error = e.what();
-            }
+            wsgi_app = import_in_worker(config, index, server_name, server_port);
             if (wsgi_app == nullptr) {
-                spdlog::error("worker {}: {}", index,
-                              error.empty() ? "cannot load the application" : error);
-                flush_python_stdio();
+                // A failure would repeat in every respawn: the status asks the master to
+                // stop instead.
                 return server::worker_boot_failure_status;
             }
         }
-        int rc = 1;
+        int worker_rc = 1;
         {
             server::Worker worker(config, listener, *wsgi_app, index);
             PyThreadState* main_state = PyEval_SaveThread();
-            rc = worker.run();
-            if (rc != 0) {
+            worker_rc = worker.run();
+            if (worker_rc != 0) {
                 // Threads may still be inside the app (holding the GIL, or about to touch
                 // the worker): leave now, without unwinding anything under them.
                 spdlog::default_logger()->flush();
                 std::fflush(stderr);
-                ::_exit(rc);
+                ::_exit(worker_rc);
             }
             PyEval_RestoreThread(main_state);
         }
@@ -269,7 +281,7 @@ int run(const Config& config) {
             ::signal(s, SIG_IGN);
         }
         run_python_exit_handlers();
-        return rc;
+        return worker_rc;
     });
     if (!config.pid_file.empty()) {
         server::remove_pid_file(config.pid_file, master_pid);
