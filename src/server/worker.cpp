@@ -305,7 +305,7 @@ void Worker::report_shed_requests(std::chrono::steady_clock::time_point now, boo
                      "{} blocking thread(s) are not keeping up, or are stuck in the app{}",
                      index_, expired - expired_reported_, config_.request_queue_timeout,
                      config_.blocking_threads,
-                     accept_paused_ ? "; other workers take new connections meanwhile" : "");
+                     stuck_pause_ ? "; other workers take new connections meanwhile" : "");
         last_expired_warning_ = now;
         expired_reported_ = expired;
     }
