@@ -175,11 +175,13 @@ void Connection::dispatch() {
     worker_.stats().requests_dispatched.fetch_add(1, std::memory_order_relaxed);
 }
 
-bool Connection::abandoned() const {
-    // A keep-alive client never half-closes while it waits for an answer, so end of
-    // stream here means it gave up. (HTTP/1.0-style clients may half-close after the
-    // request; those are still served.)
-    return head().keep_alive && net::peer_closed(fd_);
+bool Connection::abandoned(clock::time_point now) const {
+    // End of stream behind a keep-alive request that waited a while means an overloaded
+    // server's client gave up: running the app for it would only deepen the overload.
+    // One taken sooner is served: scripts and test tools often half-close right after
+    // sending their request (shutdown(SHUT_WR), nc -N) and read the answer; and a
+    // request that does not ask for keep-alive is always served.
+    return head().keep_alive && now - queued_at_ >= abandon_after && net::peer_closed(fd_);
 }
 
 void Connection::on_exchange_done() {

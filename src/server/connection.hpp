@@ -45,8 +45,10 @@ public:
         "Service Unavailable: the request waited too long in the queue";
 
     // ---- blocking thread, right after taking it from the backlog -------------------------
-    // A request whose client left while it waited in the queue never reaches the app.
-    bool abandoned() const;
+    // A request whose client left while it waited in the queue (at least abandon_after)
+    // never reaches the app.
+    bool abandoned(clock::time_point now) const;
+    static constexpr std::chrono::seconds abandon_after{1};
     // When the request entered the queue (set by the loop before the push).
     clock::time_point queued_at() const { return queued_at_; }
 

@@ -498,7 +498,7 @@ void Worker::blocking_thread_main() {
         app_.enter();
         backlog_.wake_one_if_pending();
         net::BlockingScope& scope = app_.blocking_scope();
-        if (conn->abandoned()) {
+        if (conn->abandoned(started)) {
             stats_.requests_abandoned.fetch_add(1, std::memory_order_relaxed);
             conn->abort();
         } else if (started - conn->queued_at() > queue_timeout) {

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import select
+import socket
 import signal
 import threading
 
@@ -626,13 +627,22 @@ def test_full_request_queue_stops_accepting_instead_of_refusing(server_factory, 
 
 
 def test_queued_request_of_vanished_client_never_runs(server_factory, token):
+    """A keep-alive request whose client left after it had waited in the queue for a
+    while (an overloaded server's client giving up) is dropped without running the app.
+    Time passing is proven by a silent connection, opened after the request was queued,
+    being closed after --header-read-timeout 1 (>= the 1 s a request must have waited)."""
     server = server_factory.start(
-        args=["--workers", "1", "--blocking-threads", "1", "--request-queue-size", "8"]
+        args=["--workers", "1", "--blocking-threads", "1", "--request-queue-size", "8",
+              "--header-read-timeout", "1"]
     )
     holder = start_blocked_request(server, token)
     gone = RawHTTP(server.port)
     gone.send(build_request("GET", f"/mark?token={token}-gone", port=server.port))
+    wait_until(lambda: server_has_read(gone), 20, "the request to be queued")
+    quiet = RawHTTP(server.port, timeout=30)
     gone.close()  # the client leaves while its request waits for the busy thread
+    assert quiet.wait_closed(timeout=20)
+    quiet.close()
     release(server, token)
     assert holder.read_response().status == 200
     holder.close()
@@ -641,6 +651,19 @@ def test_queued_request_of_vanished_client_never_runs(server_factory, token):
     assert http_get(server.port, f"/mark?token={token}-after").status == 200
     assert server.marker(f"ran-{token}-after").exists()
     assert not server.marker(f"ran-{token}-gone").exists(), "a request whose client left was run"
+
+
+def test_request_followed_by_a_half_close_is_answered(server_factory):
+    """Scripts and test tools often send a request, shut down their sending side and read
+    until the server closes (shutdown(SHUT_WR), nc -N): the request is answered."""
+    server = server_factory.start()
+    for _ in range(5):
+        with RawHTTP(server.port) as c:
+            c.send(build_request("GET", "/hello", port=server.port))
+            c.sock.shutdown(socket.SHUT_WR)
+            resp = c.read_response()
+            assert resp.status == 200 and resp.body == b"Hello, world!\n", resp
+            assert c.wait_closed()
 
 
 @pytest.mark.parametrize("queue", [[], ["--request-queue-size", "1"]], ids=["default-queue", "one-slot-queue"])
