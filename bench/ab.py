@@ -4,6 +4,10 @@
     python3 bench/ab.py --a /tmp/before/appserver --b build/release/appserver \
         --app hello --threads 1,4 --concurrency 64 --runs 3 [--rate 60000]
 
+    # one binary, two configurations (what an option costs):
+    python3 bench/ab.py --a build/release/appserver --b build/release/appserver \
+        --b-args="--metrics --metrics-port 19090" --runs 5
+
 Runs are interleaved (a, b, a, b, ...) so drift on a shared machine hits both alike;
 each run is a fresh server, a 1 s warm-up and a `wrk -t1 -cN` measurement. The server is
 pinned to CPU 1 and wrk to CPU 0, as in bench/run. With --rate, every run is followed by
@@ -17,6 +21,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -49,9 +54,11 @@ def wait_ready(p: subprocess.Popen, port: int, timeout: float = 30.0) -> None:
     raise SystemExit("server did not start listening")
 
 
-def start(binary: str, app: str, threads: int, workers: int, port: int, pin: bool) -> subprocess.Popen:
+def start(binary: str, app: str, threads: int, workers: int, port: int, pin: bool,
+          extra: list[str]) -> subprocess.Popen:
     argv = [binary, "--host", HOST, "--port", str(port), "--workers", str(workers),
-            "--blocking-threads", str(threads), "--log-level", "warning", f"wsgiapps:{app}"]
+            "--blocking-threads", str(threads), "--log-level", "warning", *extra,
+            f"wsgiapps:{app}"]
     if pin:
         argv = ["taskset", "-c", "1"] + argv
     p = subprocess.Popen(argv, cwd=APPS, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -103,6 +110,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=int, default=4)
     ap.add_argument("--rate", type=int, default=0, help="also measure p99 at this fixed rate")
     ap.add_argument("--no-pin", action="store_true")
+    ap.add_argument("--a-args", default="", help="extra server options for a (one string)")
+    ap.add_argument("--b-args", default="", help="extra server options for b (one string)")
     args = ap.parse_args()
     args.a, args.b = (str(Path(x).resolve()) for x in (args.a, args.b))  # servers run in bench/apps
     pin = not args.no_pin and (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
@@ -110,9 +119,9 @@ def main() -> int:
     results: dict[tuple[str, int, str], list[float]] = {}
     for _ in range(args.runs):
         for threads in [int(t) for t in args.threads.split(",")]:
-            for label, binary in (("a", args.a), ("b", args.b)):
+            for label, binary, extra in (("a", args.a, args.a_args), ("b", args.b, args.b_args)):
                 port = free_port()
-                p = start(binary, args.app, threads, args.workers, port, pin)
+                p = start(binary, args.app, threads, args.workers, port, pin, shlex.split(extra))
                 try:
                     wrk(port, args.concurrency, 1, pin)  # warm-up
                     results.setdefault((label, threads, "rps"), []).append(
@@ -124,6 +133,8 @@ def main() -> int:
                     stop(p)
     print(f"app={args.app} workers={args.workers} c={args.concurrency} runs={args.runs} "
           f"pinned={pin} rate={args.rate or '-'}")
+    print(f"a: {args.a} {args.a_args}".rstrip())
+    print(f"b: {args.b} {args.b_args}".rstrip())
     for (label, threads, metric), xs in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
         med = statistics.median(xs)
         runs = ", ".join(f"{x:,.0f}" if metric == "rps" else f"{x:.2f}" for x in xs)

@@ -3,7 +3,9 @@
 #include <appserver/server.hpp>
 
 #include "cli/options.hpp"
+#include "log/line_writer.hpp"
 #include "log/log.hpp"
+#include "metrics/stats_page.hpp"
 #include "net/listener.hpp"
 #include "server/master.hpp"
 #include "server/pid_file.hpp"
@@ -124,6 +126,10 @@ public:
     void after_fork_child() override { PyOS_AfterFork_Child(); }
     void enter_wait() override { saved_ = PyEval_SaveThread(); }
     void leave_wait() override { PyEval_RestoreThread(saved_); }
+    std::string runtime_version() const override {
+        const std::string_view full = Py_GetVersion(); // "3.11.7 (main, ...) [GCC ...]"
+        return std::string(full.substr(0, full.find(' ')));
+    }
 
 private:
     PyThreadState* saved_ = nullptr;
@@ -187,7 +193,7 @@ const char* version() {
 }
 
 int run(const Config& config) {
-    log::init(config.log_level, "master");
+    log::init(config.log_level, "master", config.log_format);
     {
         std::vector<std::string> names;
         for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
@@ -211,6 +217,14 @@ int run(const Config& config) {
         net::check_address(config); // before a possibly slow (or failing) import
     } catch (const std::exception& e) {
         return fail(e.what());
+    }
+    if (!config.access_log.empty()) {
+        // Each worker opens it for itself; a path that cannot be written is a start-up
+        // error, not a line in every worker's log.
+        std::string error;
+        if (log::LineWriter::open_path(config.access_log, error) == nullptr) {
+            return fail(error);
+        }
     }
     // By default the app is imported here, once, before anything is bound (an import
     // error is one line and exit 1, with no port ever opened); with --lazy-apps each
@@ -252,7 +266,12 @@ int run(const Config& config) {
     }
     PythonProcessHooks hooks(!config.lazy_apps);
     const int rc = server::run_master(config, listener, hooks, [&](unsigned index) {
-        log::init(config.log_level, "worker." + std::to_string(index));
+        // The worker's hot threads never write a log line themselves: a thread of its own
+        // does (log/line_writer.hpp).
+        log::init(config.log_level, "worker." + std::to_string(index), config.log_format, true);
+        if (metrics::WorkerSlot* slot = server::own_stats_slot(); slot != nullptr) {
+            log::set_dropped_counter(&slot->cumulative[metrics::idx::log_dropped]);
+        }
         if (wsgi_app == nullptr) {
             wsgi_app = import_in_worker(config, index, server_name, server_port);
             if (wsgi_app == nullptr) {
@@ -269,7 +288,7 @@ int run(const Config& config) {
             if (worker_rc != 0) {
                 // Threads may still be inside the app (holding the GIL, or about to touch
                 // the worker): leave now, without unwinding anything under them.
-                spdlog::default_logger()->flush();
+                log::flush();
                 std::fflush(stderr);
                 ::_exit(worker_rc);
             }

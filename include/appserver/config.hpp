@@ -15,6 +15,8 @@ enum class Interface { wsgi };
 
 enum class LogLevel { debug, info, warning, error, critical };
 
+enum class LogFormat { text, json };
+
 struct Config {
     // What to serve.
     Interface interface = Interface::wsgi;
@@ -51,7 +53,16 @@ struct Config {
     std::size_t max_headers = 100;           // header fields per request
     std::uint64_t max_body_size = 0;         // request body bytes; 0 = unlimited (streamed)
 
+    // Observability.
+    bool metrics = false;                     // serve Prometheus metrics from the master
+    std::string metrics_address = "127.0.0.1";
+    std::uint16_t metrics_port = 9090;
+    std::string access_log;                   // path, "-" for stdout; empty = no access log
+    std::string access_log_format = "combined"; // common, combined, json or a custom format
+    std::string health_path;                  // answered by the event loop; empty = none
+
     LogLevel log_level = LogLevel::info;
+    LogFormat log_format = LogFormat::text;
 };
 
 } // namespace appserver

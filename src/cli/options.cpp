@@ -3,6 +3,8 @@
 // docs/cli.md (markdown_reference) are all generated from it.
 #include "cli/options.hpp"
 
+#include "log/access_log.hpp"
+
 #include <CLI/CLI.hpp>
 
 #include <sys/un.h>
@@ -349,9 +351,27 @@ std::string render_env(const Config& config) {
     return out;
 }
 
+void check_health_path(const std::string& value) {
+    if (value.empty()) return;
+    if (value.front() != '/') throw BadValue("must start with '/'");
+    for (const char c : value) {
+        if (c == '?' || c == '#' || static_cast<unsigned char>(c) <= 0x20 ||
+            static_cast<unsigned char>(c) >= 0x7f) {
+            throw BadValue("must be a plain path: visible ASCII, no '?' or '#'");
+        }
+    }
+}
+
+void check_access_log_format(const std::string& value) {
+    if (std::string error = log::check_access_log_format(value); !error.empty()) {
+        throw BadValue(error);
+    }
+}
+
 constexpr std::array<std::string_view, 1> interface_names{"wsgi"};
 constexpr std::array<std::string_view, 5> log_level_names{"debug", "info", "warning", "error",
                                                           "critical"};
+constexpr std::array<std::string_view, 2> log_format_names{"text", "json"};
 
 // ---- the option table -------------------------------------------------------------------
 
@@ -441,9 +461,44 @@ const std::vector<OptionSpec>& option_table() {
          "Largest request body, in bytes; larger ones are rejected. 0 means unlimited (the body "
          "is streamed to the application)."},
 
+        {"metrics", {}, "Observability", flag<&Config::metrics>(),
+         "Serve Prometheus metrics (request queue depth and wait, event-loop saturation, "
+         "threads, requests, connections, workers; docs/metrics.md) at "
+         "http://METRICS-ADDRESS:METRICS-PORT/metrics, from the master process: a scrape "
+         "answers while every blocking thread is busy and never slows requests down."},
+        {"metrics-address", {}, "Observability",
+         text<&Config::metrics_address, check_not_empty>("ADDRESS", "An IP address or host name."),
+         "Address the metrics endpoint binds (keep it private: metrics are not for the "
+         "public)."},
+        {"metrics-port", {}, "Observability", between<&Config::metrics_port, 1, 65535>("PORT"),
+         "TCP port of the metrics endpoint."},
+        {"health-path", {}, "Observability",
+         text<&Config::health_path, check_health_path>(
+             "PATH", "Empty (no health endpoint), or a path starting with '/'."),
+         "Answer GET/HEAD requests for exactly this path (e.g. /healthz; the query is "
+         "ignored) in the worker's event loop, without Python and without queueing: 200 while "
+         "the worker serves, 503 once it is stopping, so a load balancer stops sending "
+         "before it goes."},
+        {"access-log", {}, "Logging",
+         text<&Config::access_log, check_not_empty>("PATH", "A file path, or - for stdout."),
+         "Write one line per request (the server's own 4xx/5xx answers included) to this "
+         "file, appended, or to standard output with '-'. Written by a thread of its own: "
+         "when it cannot keep up, lines are dropped and counted "
+         "(appserver_access_log_dropped_total), never waited for. SIGUSR1 to the master "
+         "reopens the file (logrotate). Default: no access log."},
+        {"access-log-format", {}, "Logging",
+         text<&Config::access_log_format, check_access_log_format>(
+             "FORMAT", "common, combined, json, or a format of %(x)s atoms."),
+         "Format of the access log lines: common or combined (the Apache/NGINX formats), "
+         "json (one object per line), or a custom format with gunicorn's atoms, e.g. "
+         "'%(h)s %(r)s %(s)s %(b)s %(D)s %({x-forwarded-for}i)s', plus %(rid)s, the request "
+         "id, and %(w)s, the worker (docs/behaviour.md lists them)."},
         {"log-level", {}, "Logging", choice<&Config::log_level, log_level_names>(),
          "Least severe level of the server's own lines that is logged (what the app writes "
          "to wsgi.errors is always logged)."},
+        {"log-format", {}, "Logging", choice<&Config::log_format, log_format_names>(),
+         "Format of the server's own log on standard error: text lines, or one JSON object "
+         "per line (time, level, process, pid, message, request_id)."},
     };
     return table;
 }

@@ -343,6 +343,7 @@ void RequestParser::next_message() {
     deferred_error_ = HPE_OK;
     message_begun_ = false;
     head_method_ = false;
+    method_ = -1;
     field_open_ = false;
     state_ = State::head;
     if (llhttp_get_errno(&parser_) != HPE_PAUSED && llhttp_get_errno(&parser_) != HPE_PAUSED_UPGRADE) {
@@ -354,6 +355,13 @@ void RequestParser::next_message() {
     } else {
         llhttp_resume(&parser_);
     }
+}
+
+std::string_view RequestParser::method_name() const {
+    if (method_ < 0) {
+        return {};
+    }
+    return llhttp_method_name(static_cast<llhttp_method_t>(method_));
 }
 
 void RequestParser::fail(int status, std::string reason) {
@@ -380,6 +388,7 @@ int RequestParser::on_message_begin(llhttp_t* p) {
 int RequestParser::on_method_complete(llhttp_t* p) {
     auto* self = static_cast<RequestParser*>(p->data);
     self->head_method_ = llhttp_get_method(p) == HTTP_HEAD;
+    self->method_ = llhttp_get_method(p);
     return 0;
 }
 

@@ -80,6 +80,9 @@ public:
     // The current message's method is known and is HEAD, even when the rest of its head
     // was bad: an error answered to it carries no content (RFC 9110 9.3.2).
     bool head_method() const { return head_method_; }
+    // The current message's method as sent, once its name has been read (also when the
+    // rest of the head was bad); empty before that. For logs and metrics.
+    std::string_view method_name() const;
 
     RequestHead& head() { return head_; }
     const RequestHead& head() const { return head_; }
@@ -159,6 +162,7 @@ private:
     State state_ = State::head;
     bool message_begun_ = false;
     bool head_method_ = false;
+    int method_ = -1; // llhttp_method_t once the method is read
     bool field_open_ = false;
     int error_status_ = 0;
     std::string error_reason_;

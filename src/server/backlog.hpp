@@ -21,6 +21,10 @@ public:
     // two context switches; the queued item is taken by a running consumer instead.
     void set_contention(const std::atomic<int>* waiting) { contention_ = waiting; }
 
+    // Optional: a counter (in memory shared with the metrics endpoint) that mirrors the
+    // depth, written under the queue's lock so it is never stale for long.
+    void mirror_depth(std::atomic<std::uint64_t>* mirror) { mirror_ = mirror; }
+
     // Returns false (and leaves item untouched) when the queue is full or closed.
     bool try_push(T& item) {
         bool full_after = false;
@@ -37,7 +41,7 @@ public:
                 return false;
             }
             items_.push_back(std::move(item));
-            depth_.store(items_.size(), std::memory_order_relaxed);
+            set_depth();
             full_after = items_.size() >= capacity_;
             // A consumer that is already running will come back for this item on its
             // own; only pay for a wake-up when someone is actually asleep (and would not
@@ -64,7 +68,7 @@ public:
         }
         out = std::move(items_.front());
         items_.pop_front();
-        depth_.store(items_.size(), std::memory_order_relaxed);
+        set_depth();
         return true;
     }
 
@@ -91,7 +95,7 @@ public:
         }
         out = std::move(items_.front());
         items_.pop_front();
-        depth_.store(items_.size(), std::memory_order_relaxed);
+        set_depth();
         return true;
     }
 
@@ -106,7 +110,7 @@ public:
             items_.pop_front();
             ++n;
         }
-        depth_.store(items_.size(), std::memory_order_relaxed);
+        set_depth();
         return n;
     }
 
@@ -137,6 +141,13 @@ public:
     std::uint64_t wakeups() const { return wakeups_.load(std::memory_order_relaxed); }
 
 private:
+    void set_depth() {
+        depth_.store(items_.size(), std::memory_order_relaxed);
+        if (mirror_ != nullptr) {
+            mirror_->store(items_.size(), std::memory_order_relaxed);
+        }
+    }
+
     bool contended() const {
         return contention_ != nullptr && contention_->load(std::memory_order_relaxed) > 0;
     }
@@ -150,6 +161,7 @@ private:
     bool closed_ = false;
     std::atomic<std::uint64_t> wakeups_{0};
     std::atomic<std::size_t> depth_{0}; // items_.size(), readable without the lock
+    std::atomic<std::uint64_t>* mirror_ = nullptr;
 };
 
 } // namespace appserver::server

@@ -1,6 +1,8 @@
 // Event-loop side of a client connection (see connection.hpp).
 #include "server/connection.hpp"
 
+#include "http/field_list.hpp"
+#include "log/access_log.hpp"
 #include "log/log.hpp"
 #include "log/throttle.hpp"
 #include "server/application.hpp"
@@ -29,6 +31,38 @@ std::chrono::steady_clock::duration seconds(double s) {
 // costs the loop at most this much reading.
 constexpr double linger_seconds = 5.0;
 constexpr std::size_t linger_max_bytes = 32 * 1024 * 1024;
+
+using metrics::CloseReason;
+
+std::uint64_t nanoseconds(std::chrono::steady_clock::duration d) {
+    return d.count() <= 0 ? 0
+                          : static_cast<std::uint64_t>(
+                                std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+}
+
+// A client's X-Request-ID is taken as is when it is 1-128 visible ASCII characters:
+// anything else could forge or break log lines, so the server makes its own instead.
+bool usable_request_id(std::string_view id) {
+    if (id.empty() || id.size() > 128) {
+        return false;
+    }
+    for (const char c : id) {
+        if (c <= 0x20 || c >= 0x7f) {
+            return false;
+        }
+    }
+    return true;
+}
+
+std::optional<std::string_view> request_field(const void* context, std::string_view name) {
+    const auto& head = *static_cast<const http::RequestHead*>(context);
+    for (const auto& field : head.headers) {
+        if (http::iequals(head.view(field.name), name)) {
+            return head.view(field.value);
+        }
+    }
+    return std::nullopt;
+}
 
 } // namespace
 
@@ -70,7 +104,7 @@ void Connection::on_read(const boost::system::error_code& ec, std::size_t n) {
         if (ec != boost::asio::error::eof && ec != boost::asio::error::operation_aborted) {
             spdlog::debug("read from {}: {}", remote_addr_, ec.message());
         }
-        close();
+        close(CloseReason::client);
         return;
     }
     rend_ += n;
@@ -80,18 +114,24 @@ void Connection::on_read(const boost::system::error_code& ec, std::size_t n) {
 void Connection::process_buffer() {
     const bool was_idle = parser_.idle();
     rbeg_ += parser_.feed(rbuf_.get() + rbeg_, rend_ - rbeg_);
+    if (was_idle && !parser_.idle()) {
+        request_start_ = clock::now();
+        request_recorded_ = false;
+    }
     if (rbeg_ == rend_) {
         rbeg_ = rend_ = 0;
     }
     switch (parser_.state()) {
-    case http::RequestParser::State::error:
-        worker_.stats().bad_requests.fetch_add(1, std::memory_order_relaxed);
+    case http::RequestParser::State::error: {
+        ensure_request_id();
         if (log::client_events().allow()) {
+            log::RequestIdScope id(request_id_);
             spdlog::info("bad request from {}: {} ({})", remote_addr_, parser_.error_status(),
                          parser_.error_reason());
         }
-        reply_and_close(parser_.error_status(), parser_.error_reason());
+        reply_and_close(parser_.error_status(), parser_.error_reason(), CloseReason::bad_request);
         return;
+    }
     case http::RequestParser::State::body:
         if (prebuffer_body()) {
             // The body's bytes must keep coming: each read renews the deadline.
@@ -154,11 +194,63 @@ void Connection::end_prebuffer() {
     }
 }
 
+void Connection::ensure_request_id() {
+    if (!request_id_.empty()) {
+        return;
+    }
+    if (parser_.head_done()) {
+        if (auto sent = request_field(&head(), "x-request-id"); sent && usable_request_id(*sent)) {
+            request_id_.assign(*sent);
+            return;
+        }
+    }
+    worker_.make_request_id(request_id_);
+}
+
+bool Connection::is_health_request() const {
+    const std::string& path = config_.health_path;
+    if (path.empty()) {
+        return false;
+    }
+    std::string_view target = head().target_view();
+    target = target.substr(0, target.find('?'));
+    return target == path;
+}
+
+// For load balancers and orchestrators: 200 while this worker serves, 503 once it is
+// draining (so they stop sending before it goes). No Python, no queue: it answers while
+// every blocking thread is busy, and says nothing about the app's own health.
+void Connection::serve_health() {
+    net::NoLock no_wait; // a few hundred bytes; what the socket refuses goes to the loop
+    const auto method = head().method;
+    if (method != HTTP_GET && method != HTTP_HEAD) {
+        begin_response(405, "405 Method Not Allowed");
+        add_header("Allow", "GET, HEAD");
+        add_header("Content-Type", "text/plain; charset=utf-8");
+        const std::string_view body = "Method Not Allowed\n";
+        send({&body, 1}, true, no_wait);
+    } else {
+        const bool draining = worker_.draining();
+        begin_response(draining ? 503 : 200, draining ? "503 Service Unavailable" : "200 OK");
+        add_header("Content-Type", "text/plain; charset=utf-8");
+        add_header("Cache-Control", "no-store");
+        const std::string_view body = draining ? "draining\n" : "ok\n";
+        send({&body, 1}, true, no_wait);
+    }
+    complete(no_wait);
+    on_exchange_done();
+}
+
 void Connection::dispatch() {
     end_prebuffer();
     phase_ = Phase::queued;
     queued_at_ = clock::now();
+    ensure_request_id();
     auto self = shared_from_this();
+    if (is_health_request()) {
+        serve_health();
+        return;
+    }
     if (worker_.inline_app() != nullptr) {
         net::NoLock no_lock;
         worker_.inline_app()->handle(*this);
@@ -169,10 +261,78 @@ void Connection::dispatch() {
     if (!worker_.enqueue(self)) {
         worker_.note_rejected(remote_addr_);
         reply_and_close(503, "Service Unavailable: the server is at capacity",
-                        "Retry-After: 1\r\n");
+                        CloseReason::overload, "Retry-After: 1\r\n");
         return;
     }
-    worker_.stats().requests_dispatched.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Connection::record_request(int status, std::uint64_t response_bytes) {
+    if (request_recorded_) {
+        return;
+    }
+    request_recorded_ = true;
+    const auto duration = request_start_ == clock::time_point{} ? clock::duration::zero()
+                                                                : clock::now() - request_start_;
+    metrics::WorkerSlot& stats = worker_.stats();
+    const std::string_view method = parser_.method_name();
+    metrics::bump(stats.cumulative[metrics::idx::requests +
+                                   metrics::method_index(method) * metrics::code_labels.size() +
+                                   metrics::code_index(status)]);
+    metrics::observe(stats, metrics::idx::request_duration, metrics::request_duration_bounds,
+                     nanoseconds(duration));
+    metrics::bump(stats.cumulative[metrics::idx::request_body_bytes], parser_.body_received());
+    metrics::bump(stats.cumulative[metrics::idx::response_body_bytes], response_bytes);
+    if (log::AccessLog* access = worker_.access_log(); access != nullptr) {
+        log::AccessRecord r;
+        r.remote_addr = remote_addr_;
+        r.remote_port = remote_port_;
+        r.method = method;
+        r.target = head().target_view();
+        r.version_major = head().version_major;
+        r.version_minor = head().version_minor;
+        r.status = status;
+        r.request_body_bytes = parser_.body_received();
+        r.response_body_bytes = response_bytes;
+        r.duration = std::chrono::duration_cast<std::chrono::nanoseconds>(duration);
+        r.start = std::chrono::system_clock::now() -
+                  std::chrono::duration_cast<std::chrono::system_clock::duration>(duration);
+        r.request_id = request_id_;
+        r.worker = worker_.index();
+        r.context = this;
+        r.request_header = [](const void* c, std::string_view name) {
+            return request_field(&static_cast<const Connection*>(c)->head(), name);
+        };
+        r.response_header = [](const void* c, std::string_view name) {
+            return static_cast<const Connection*>(c)->response_header(name);
+        };
+        access->write(r);
+    }
+}
+
+void Connection::record_exchange() {
+    if (request_recorded_) {
+        return;
+    }
+    metrics::WorkerSlot& stats = worker_.stats();
+    if (queue_wait_ns_ >= 0) {
+        metrics::observe(stats, metrics::idx::queue_wait, metrics::queue_wait_bounds,
+                         static_cast<std::uint64_t>(queue_wait_ns_));
+    }
+    if (abandoned_) {
+        // Its client left while it waited: no response, so not a request in
+        // appserver_requests_total; counted as abandoned.
+        request_recorded_ = true;
+        metrics::bump(stats.cumulative[metrics::idx::queue_abandoned]);
+        return;
+    }
+    if (expired_) {
+        metrics::bump(stats.cumulative[metrics::idx::queue_expired]);
+    }
+    if (response_started()) {
+        record_request(status_code(), body_bytes_sent());
+    } else {
+        request_recorded_ = true; // the client left before any response
+    }
 }
 
 bool Connection::abandoned(clock::time_point now) const {
@@ -187,24 +347,30 @@ bool Connection::abandoned(clock::time_point now) const {
 void Connection::on_exchange_done() {
     if (phase_ == Phase::closed) {
         release_deferred_tail();
+        record_exchange();
         return;
     }
     if (!deferred_tail_.empty()) {
         write_deferred_tail(); // comes back here when the client has taken it
         return;
     }
+    record_exchange();
     // keep_alive() is what the response told the client. One that said keep-alive
     // (sent before a graceful stop began) is followed by the client's next request at
     // once: closing now would lose it, so it is read (for drain_grace() at most) and
     // answered with Connection: close.
     if (!keep_alive()) {
+        const CloseReason reason = expired_                ? CloseReason::overload
+                                   : worker_.draining()    ? CloseReason::shutdown
+                                                           : CloseReason::response;
         if (close_with_reset()) {
             boost::system::error_code ignored;
             socket_.set_option(boost::asio::socket_base::linger(true, 0), ignored);
-            close();
+            close(reason);
         } else if (client_gone()) {
-            close();
+            close(CloseReason::client);
         } else {
+            linger_reason_ = reason;
             lingering_close();
         }
         return;
@@ -239,7 +405,8 @@ void Connection::write_deferred_tail() {
                 self->release_deferred_tail();
                 spdlog::debug("response write to {} failed: {}", self->remote_addr_,
                               ec ? ec.message() : "connection closed");
-                self->close();
+                self->record_exchange();
+                self->close(CloseReason::client);
                 return;
             }
             self->tail_sent_ += n;
@@ -252,16 +419,23 @@ void Connection::write_deferred_tail() {
         });
 }
 
-void Connection::reply_and_close(int code, std::string_view message, std::string_view extra) {
+void Connection::reply_and_close(int code, std::string_view message, CloseReason reason,
+                                 std::string_view extra) {
     phase_ = Phase::closing;
     deadline_ = clock::now() + seconds(config_.write_timeout);
+    const bool with_body = !parser_.head_method();
     auto out = std::make_shared<std::string>(
-        http::canned_response(code, message, true, extra, !parser_.head_method()));
+        http::canned_response(code, message, true, extra, with_body));
+    ensure_request_id();
+    // The canned body is the message and a newline (http::canned_response).
+    record_request(code, with_body ? message.size() + 1 : 0);
+    linger_reason_ = reason;
     boost::asio::async_write(
         socket_, boost::asio::buffer(*out),
-        [self = shared_from_this(), out](const boost::system::error_code& ec, std::size_t) {
+        [self = shared_from_this(), out, reason](const boost::system::error_code& ec,
+                                                 std::size_t) {
             if (ec) {
-                self->close();
+                self->close(reason);
             } else {
                 self->lingering_close();
             }
@@ -293,7 +467,7 @@ void Connection::lingering_close() {
             }
             self->linger_dropped_ += n;
             if (ec || self->linger_dropped_ > linger_max_bytes) {
-                self->close();
+                self->close(self->linger_reason_);
             } else {
                 self->lingering_close(); // keep dropping until EOF, the cap or the deadline
             }
@@ -306,11 +480,14 @@ void Connection::check_deadline(clock::time_point now) {
     }
     if (phase_ == Phase::reading) {
         if (parser_.head_done()) {
+            ensure_request_id();
             if (log::client_events().allow()) {
+                log::RequestIdScope id(request_id_);
                 spdlog::info("request body from {} timed out", remote_addr_);
             }
             end_prebuffer();
-            reply_and_close(408, "Request Timeout: the request body stopped arriving");
+            reply_and_close(408, "Request Timeout: the request body stopped arriving",
+                            CloseReason::read_timeout);
             deadline_ = now + seconds(1.0);
             return;
         }
@@ -318,20 +495,24 @@ void Connection::check_deadline(clock::time_point now) {
             if (log::client_events().allow()) {
                 spdlog::info("request head from {} timed out", remote_addr_);
             }
-            reply_and_close(408, "Request Timeout: the request head did not arrive in time");
+            reply_and_close(408, "Request Timeout: the request head did not arrive in time",
+                            CloseReason::read_timeout);
             deadline_ = now + seconds(1.0);
             return;
         }
-        close();
+        close(worker_.draining() ? CloseReason::shutdown : CloseReason::keep_alive_timeout);
     } else if (phase_ == Phase::writing) {
         if (log::client_events().allow()) {
+            log::RequestIdScope id(request_id_);
             spdlog::info("response to {} cut off: the client took nothing for {}s "
                          "(--write-timeout)",
                          remote_addr_, config_.write_timeout);
         }
-        close(); // the pending write is aborted and its handler releases the tail
+        record_exchange();
+        close(CloseReason::write_timeout); // the pending write is aborted; its handler
+                                           // releases the tail
     } else if (phase_ == Phase::closing) {
-        close();
+        close(linger_reason_);
     }
 }
 
@@ -348,14 +529,16 @@ void Connection::shutdown_if_idle() {
 }
 
 void Connection::answer_expired() {
-    reply_and_close(503, expired_message, "Retry-After: 1\r\n");
+    reply_and_close(503, expired_message, CloseReason::overload, "Retry-After: 1\r\n");
 }
 
-void Connection::close() {
+void Connection::close(CloseReason reason) {
     if (phase_ == Phase::closed) {
         return;
     }
     phase_ = Phase::closed;
+    metrics::bump(worker_.stats().cumulative[metrics::idx::connections_closed +
+                                             static_cast<std::size_t>(reason)]);
     end_prebuffer();
     boost::system::error_code ignored;
     socket_.close(ignored);

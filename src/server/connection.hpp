@@ -3,6 +3,7 @@
 // thread is done with it (keep-alive, pipelining, or close).
 #pragma once
 
+#include "metrics/stats_page.hpp"
 #include "server/exchange.hpp"
 
 #include <boost/asio/generic/stream_protocol.hpp>
@@ -36,7 +37,7 @@ public:
     // Graceful shutdown: an idle connection may bring one more request within
     // Worker::drain_grace() (served with Connection: close); a busy one finishes first.
     void shutdown_if_idle();
-    void close();
+    void close(metrics::CloseReason reason);
     Phase phase() const { return phase_; }
     // Taken back from the queue after waiting past --request-queue-timeout: answer 503
     // (with Retry-After) and close.
@@ -61,15 +62,29 @@ private:
     // (reserving its share of the worker's prebuffer budget on first use).
     bool prebuffer_body();
     void end_prebuffer();
-    void reply_and_close(int code, std::string_view message, std::string_view extra = {});
+    // The server's own answer (4xx/5xx), then a lingering close counted under reason.
+    void reply_and_close(int code, std::string_view message, metrics::CloseReason reason,
+                         std::string_view extra = {});
     void lingering_close();
     void write_deferred_tail();
+    // --health-path: answered here, on the loop, never queued.
+    bool is_health_request() const;
+    void serve_health();
+    void ensure_request_id();
 
+    // The one completion point of a request, whatever path its response took: counts it
+    // (metrics) and writes its access-log line. At most once per request.
+    void record_request(int status, std::uint64_t response_bytes);
+    // A request back from its blocking thread (or answered on the loop): records it.
+    void record_exchange();
     Worker& worker_;
     socket_type socket_;
     Phase phase_ = Phase::reading;
     clock::time_point deadline_;
     clock::time_point queued_at_;
+    clock::time_point request_start_; // first byte of the current request
+    bool request_recorded_ = false;
+    metrics::CloseReason linger_reason_ = metrics::CloseReason::response;
     bool lingering_ = false;
     std::size_t linger_dropped_ = 0;
     std::size_t tail_sent_ = 0; // bytes of the deferred tail the client has taken

@@ -54,6 +54,10 @@ Exchange::Exchange(const Config& config, const ServerInfo& server,
 }
 
 void Exchange::reset_exchange() {
+    request_id_.clear();
+    queue_wait_ns_ = -1;
+    expired_ = false;
+    abandoned_ = false;
     body_pos_ = 0;
     body_error_.clear();
     body_error_status_ = 0;
@@ -588,9 +592,38 @@ bool Exchange::send_error(int code, std::string_view message, net::BlockingScope
     head_sent_ = true;
     finished_ = true;
     status_code_ = code;
+    if (head().method != HTTP_HEAD) {
+        body_sent_ = message.size() + 1; // canned_response's body: the message and '\n'
+    }
     iov_.clear();
     iov_.push_back({response.data(), response.size()});
     return write_iov(scope);
+}
+
+std::optional<std::string_view> Exchange::response_header(std::string_view name) const {
+    if (!head_sent_ || head_buf_.empty()) {
+        return std::nullopt;
+    }
+    // head_buf_ holds the status line and the fields, each ending in CRLF.
+    std::string_view rest(head_buf_);
+    rest.remove_prefix(std::min(rest.size(), head_status_end_));
+    while (!rest.empty()) {
+        const auto eol = rest.find("\r\n");
+        const std::string_view line = rest.substr(0, eol);
+        rest.remove_prefix(eol == std::string_view::npos ? rest.size() : eol + 2);
+        const auto colon = line.find(':');
+        if (colon == std::string_view::npos) {
+            continue;
+        }
+        if (http::iequals(line.substr(0, colon), name)) {
+            std::string_view value = line.substr(colon + 1);
+            while (!value.empty() && value.front() == ' ') {
+                value.remove_prefix(1);
+            }
+            return value;
+        }
+    }
+    return std::nullopt;
 }
 
 void Exchange::release_deferred_tail() {

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -95,6 +96,18 @@ public:
     bool client_gone() const { return client_gone_; }
     int status_code() const { return status_code_; }
     std::uint64_t body_bytes_sent() const { return body_sent_; }
+    // A field of the response head as sent (first one with this name, any case); none for
+    // a response the server made itself. For the access log.
+    std::optional<std::string_view> response_header(std::string_view name) const;
+
+    // ---- request bookkeeping (logs and metrics) ---------------------------------------
+    // The request's id: the client's X-Request-ID when it sent a usable one, else one the
+    // worker made. Set by the loop before the request is queued.
+    const std::string& request_id() const { return request_id_; }
+    // Set by the blocking thread that took the request; read by the loop once it is back.
+    void note_queue_wait(std::uint64_t ns) { queue_wait_ns_ = static_cast<std::int64_t>(ns); }
+    void note_expired() { expired_ = true; }
+    void note_abandoned() { abandoned_ = true; }
 
     // After the app is done, on the same thread: drain an unread small body so the
     // connection can be reused; decides keep_alive().
@@ -141,6 +154,11 @@ protected:
 
     std::string deferred_tail_; // written by the loop after the hand-back (see above)
     void release_deferred_tail();
+
+    std::string request_id_;
+    std::int64_t queue_wait_ns_ = -1; // -1: never taken from the queue
+    bool expired_ = false;
+    bool abandoned_ = false;
 
 private:
     // May the event loop write the end of this write after the thread moves on?

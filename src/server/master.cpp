@@ -1,10 +1,14 @@
 // Master process supervision (see master.hpp).
 #include "server/master.hpp"
 
+#include "log/log.hpp"
+#include "metrics/metrics_server.hpp"
+#include "metrics/stats_page.hpp"
+
 #include <spdlog/spdlog.h>
 
-#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,7 +20,7 @@
 #include <csignal>
 #include <cstdint>
 #include <cstring>
-#include <new>
+#include <memory>
 #include <vector>
 
 namespace appserver::server {
@@ -24,15 +28,22 @@ namespace {
 
 using clock = std::chrono::steady_clock;
 
-// What a worker tells the master without a message: a page shared by all processes,
-// one entry per worker slot (MAP_SHARED, so it survives the fork). The seam for
-// per-worker counters the master will aggregate later.
-struct SharedSlot {
-    std::atomic<std::uint32_t> ready{0}; // the worker's event loop is serving
-};
+// What a worker tells the master without a message (its "ready" flag) and its counters
+// live in one region shared by all processes (metrics/stats_page.hpp), one slot per worker.
 static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
-SharedSlot* shared_slots = nullptr;
-SharedSlot* own_slot = nullptr; // in a worker: its entry
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
+metrics::StatsPage* stats_page = nullptr;
+metrics::WorkerSlot* own_slot = nullptr; // in a worker: its entry
+unsigned own_slot_index = 0;
+
+// Worker CPU time from wait4's rusage, for appserver_worker_cpu_seconds_total.
+std::uint64_t cpu_ns(const rusage& usage) {
+    auto ns = [](const timeval& tv) {
+        return static_cast<std::uint64_t>(tv.tv_sec) * 1000000000ULL +
+               static_cast<std::uint64_t>(tv.tv_usec) * 1000ULL;
+    };
+    return ns(usage.ru_utime) + ns(usage.ru_stime);
+}
 
 struct Slot {
     pid_t pid = 0;
@@ -70,6 +81,18 @@ void report_worker_ready() {
     }
 }
 
+metrics::WorkerSlot* own_stats_slot() {
+    return own_slot;
+}
+
+metrics::StatsPage* shared_stats_page() {
+    return stats_page;
+}
+
+unsigned own_stats_slot_index() {
+    return own_slot_index;
+}
+
 int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& hooks,
                const std::function<int(unsigned)>& run_worker) {
     const sigset_t signals = master_signals();
@@ -86,19 +109,53 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
     }
 
     std::vector<Slot> slots(config.workers);
-    void* page = ::mmap(nullptr, sizeof(SharedSlot) * config.workers, PROT_READ | PROT_WRITE,
-                        MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (page == MAP_FAILED) {
-        spdlog::error("cannot map the workers' shared page: {}", std::strerror(errno));
+    // Room for twice the workers (and a few more): resizing and rolling replacement start a
+    // worker before its predecessor leaves, each in a slot of its own.
+    std::unique_ptr<metrics::StatsPage> page;
+    try {
+        page = std::make_unique<metrics::StatsPage>(config.workers * 2 + 4,
+                                                    config.blocking_threads);
+    } catch (const std::exception& e) {
+        spdlog::error("cannot map the workers' shared counters: {}", e.what());
         return 1;
     }
-    shared_slots = new (page) SharedSlot[config.workers];
+    stats_page = page.get();
+    // The metrics endpoint: a thread of the master's own, started before the first fork so
+    // a port already in use is a clean start-up failure.
+    std::unique_ptr<metrics::MetricsServer> metrics_server;
+    if (config.metrics) {
+        metrics::ScrapeSources sources;
+        sources.page = page.get();
+        sources.active_slots = config.workers;
+        sources.listen_fd = listener.fd;
+        sources.listen_tcp = listener.family != AF_UNIX;
+        sources.version = APPSERVER_VERSION;
+        sources.python_version = hooks.runtime_version();
+        sources.master_pid = master_pid;
+        std::string error;
+        metrics_server = metrics::MetricsServer::start(config.metrics_address, config.metrics_port,
+                                                       sources, error);
+        if (metrics_server == nullptr) {
+            spdlog::error("{}", error);
+            stats_page = nullptr;
+            return 1;
+        }
+        metrics_server->run();
+        spdlog::info("metrics on http://{}/metrics", metrics_server->endpoint());
+    }
     auto spawn = [&](unsigned index) {
-        shared_slots[index].ready.store(0, std::memory_order_relaxed);
+        page->slot(index).ready.store(0, std::memory_order_relaxed);
         hooks.before_fork();
+        if (metrics_server != nullptr) {
+            metrics_server->before_fork();
+        }
         const pid_t pid = ::fork();
         if (pid == 0) {
-            own_slot = &shared_slots[index];
+            own_slot = &page->slot(index);
+            own_slot_index = index;
+            if (metrics_server != nullptr) {
+                metrics_server->after_fork_child();
+            }
             hooks.after_fork_child();
             // A worker must not outlive its master (kill -9 of the master).
             ::prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -106,8 +163,11 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
                 ::_exit(1);
             }
             int rc = run_worker(index);
-            spdlog::default_logger()->flush();
+            log::flush();
             ::_exit(rc);
+        }
+        if (metrics_server != nullptr) {
+            metrics_server->after_fork_parent();
         }
         hooks.after_fork_parent();
         if (pid < 0) {
@@ -116,6 +176,7 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
             return;
         }
         slots[index].pid = pid;
+        page->slot(index).pid.store(pid, std::memory_order_relaxed);
         spdlog::info("worker {} started (pid {})", index, pid);
     };
 
@@ -171,6 +232,14 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
                     ::kill(s.pid, to_workers);
                 }
             }
+        } else if (sig == SIGUSR1 && !config.access_log.empty()) {
+            // logrotate's postrotate: each worker reopens the access log it writes.
+            spdlog::info("SIGUSR1 received: workers reopen the access log {}", config.access_log);
+            for (const auto& s : slots) {
+                if (s.pid > 0) {
+                    ::kill(s.pid, SIGUSR1);
+                }
+            }
         } else if (sig == SIGHUP) {
             spdlog::warn("SIGHUP: reload is not supported yet; ignored");
         } else if (sig > 0 && sig != SIGCHLD) {
@@ -183,13 +252,19 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
         // Reap whatever died, whatever woke us.
         int status = 0;
         pid_t pid;
-        while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+        rusage usage{};
+        while ((pid = ::wait4(-1, &status, WNOHANG, &usage)) > 0) {
             for (unsigned i = 0; i < slots.size(); ++i) {
                 Slot& s = slots[i];
                 if (s.pid != pid) {
                     continue;
                 }
                 s.pid = 0;
+                // Read before retire() clears the slot for the successor.
+                const bool was_ready =
+                    page->slot(i).ready.load(std::memory_order_acquire) != 0;
+                page->add_retired_cpu(i, cpu_ns(usage));
+                page->retire(i);
                 if (stopping) {
                     spdlog::info("worker {} (pid {}) {}", i, pid, describe_status(status));
                     // A worker handles SIGTERM/SIGINT while it serves; one can only die of
@@ -204,8 +279,7 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
                     break;
                 }
                 if (config.lazy_apps && WIFEXITED(status) &&
-                    WEXITSTATUS(status) == worker_boot_failure_status &&
-                    shared_slots[i].ready.load(std::memory_order_acquire) == 0) {
+                    WEXITSTATUS(status) == worker_boot_failure_status && !was_ready) {
                     spdlog::error("worker {} (pid {}) could not load the application (see "
                                   "above); stopping the server",
                                   i, pid);
@@ -222,8 +296,11 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
                 // back at once: one client repeating that request must not keep the
                 // worker away for seconds. One that keeps dying before it is ready is
                 // not helped by a tight fork loop: back off, up to 10 s.
-                const bool was_ready = shared_slots[i].ready.load(std::memory_order_acquire) != 0;
-                if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+                const bool clean_exit = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+                page->note_restart(clean_exit  ? metrics::RestartReason::exit
+                                   : was_ready ? metrics::RestartReason::crash
+                                               : metrics::RestartReason::boot_failure);
+                if (clean_exit) {
                     spdlog::warn("worker {} (pid {}) exited by itself (code 0); respawning", i,
                                  pid);
                 } else {
@@ -264,8 +341,12 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
         }
     }
     net::close_listener(listener, true);
-    ::munmap(page, sizeof(SharedSlot) * config.workers);
-    shared_slots = nullptr;
+    if (metrics_server != nullptr) {
+        metrics_server->stop();
+        metrics_server.reset();
+    }
+    stats_page = nullptr;
+    page.reset();
     ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
     spdlog::info("appserver master stopped");
     return killed || unclean ? 1 : 0;

@@ -8,6 +8,12 @@
 
 #include <csignal>
 #include <functional>
+#include <string>
+
+namespace appserver::metrics {
+class StatsPage;
+struct WorkerSlot;
+} // namespace appserver::metrics
 
 namespace appserver::server {
 
@@ -34,11 +40,19 @@ public:
     virtual void after_fork_child() {}
     virtual void enter_wait() {}
     virtual void leave_wait() {}
+    // The runtime's version for appserver_build_info ("3.11.7"); empty when none.
+    virtual std::string runtime_version() const { return {}; }
 };
 
 // In a worker: tell the master this worker is serving (its event loop runs). A worker
 // that dies before that is respawned with a growing delay; one that dies after, at once.
 void report_worker_ready();
+
+// In a worker: its slot in the counters shared with the master's metrics endpoint, and
+// the page holding it (for the blocking threads' lines); null outside a worker.
+metrics::WorkerSlot* own_stats_slot();
+metrics::StatsPage* shared_stats_page();
+unsigned own_stats_slot_index();
 
 // Runs until the workers are stopped; returns the master's exit code. run_worker runs in
 // each forked child (with SIGINT/SIGTERM/SIGQUIT/SIGCHLD/SIGHUP still blocked; the worker

@@ -1,6 +1,7 @@
 // Worker process main loop (see worker.hpp).
 #include "server/worker.hpp"
 
+#include "log/access_log.hpp"
 #include "log/log.hpp"
 #include "log/throttle.hpp"
 #include "server/connection.hpp"
@@ -13,7 +14,9 @@
 #include <malloc.h>
 #include <netinet/in.h>
 #include <sched.h>
+#include <sys/random.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -63,6 +66,19 @@ void describe_peer(const asio::generic::stream_protocol::endpoint& ep, std::stri
     }
 }
 
+std::uint64_t to_ns(std::chrono::steady_clock::duration d) {
+    return d.count() <= 0 ? 0
+                          : static_cast<std::uint64_t>(
+                                std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+}
+
+std::uint64_t thread_cpu_ns() {
+    timespec ts{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ULL +
+           static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
 } // namespace
 
 Worker::Worker(const Config& config, const net::ListenSocket& listener, Application& app,
@@ -72,6 +88,36 @@ Worker::Worker(const Config& config, const net::ListenSocket& listener, Applicat
       accept_retry_timer_(io_), cork_timer_(io_), backlog_(config.request_queue_size) {
     if (app.runs_inline()) {
         inline_app_ = &app;
+    }
+    // Counters: the slot the master gave this worker, or a private one (no master).
+    metrics::StatsPage* page = shared_stats_page();
+    slot_ = own_stats_slot();
+    if (slot_ == nullptr || page == nullptr || page->threads() < config.blocking_threads) {
+        private_slot_ = std::make_unique<metrics::WorkerSlot>();
+        private_lines_ = std::make_unique<metrics::ThreadLine[]>(config.blocking_threads);
+        slot_ = private_slot_.get();
+        for (unsigned i = 0; i < config.blocking_threads; ++i) {
+            thread_lines_.push_back(&private_lines_[i]);
+        }
+    } else {
+        for (unsigned i = 0; i < config.blocking_threads; ++i) {
+            thread_lines_.push_back(&page->thread_line(own_stats_slot_index(), i));
+        }
+    }
+    slot_->queue_capacity.store(config.request_queue_size, std::memory_order_relaxed);
+    slot_->blocking_threads.store(app.runs_inline() ? 0 : config.blocking_threads,
+                                  std::memory_order_relaxed);
+    backlog_.mirror_depth(&slot_->queue_depth);
+    // Request ids: a random prefix per worker start, then a sequence number.
+    std::uint64_t seed = 0;
+    if (::getrandom(&seed, sizeof seed, 0) != sizeof seed) {
+        seed = static_cast<std::uint64_t>(::getpid()) * 0x9e3779b97f4a7c15ULL ^
+               static_cast<std::uint64_t>(
+                   std::chrono::steady_clock::now().time_since_epoch().count());
+    }
+    static constexpr char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 16; ++i) {
+        request_id_prefix_[i] = hex[(seed >> (60 - 4 * i)) & 0xf];
     }
     backlog_.set_contention(app.contention());
     if (listener.family == AF_UNIX) {
@@ -94,7 +140,31 @@ Worker::~Worker() {
     }
 }
 
+void Worker::make_request_id(std::string& out) {
+    static constexpr char hex[] = "0123456789abcdef";
+    const std::uint64_t n = ++request_id_sequence_;
+    out.assign(request_id_prefix_, 16);
+    for (int i = 15; i >= 0; --i) {
+        out.push_back(hex[(n >> (4 * i)) & 0xf]);
+    }
+}
+
 int Worker::run() {
+    if (!config_.access_log.empty()) {
+        // Opened by each worker (O_APPEND: the workers' lines never overwrite each other);
+        // the master checked at start-up that it can be opened.
+        std::string error;
+        auto writer = log::LineWriter::open_path(config_.access_log, error);
+        std::string format_error;
+        auto format = log::AccessLogFormat::compile(config_.access_log_format, format_error);
+        if (writer == nullptr || !format) {
+            spdlog::error("worker {}: {}", index_, writer == nullptr ? error : format_error);
+            return 1;
+        }
+        writer->set_drop_counter(&slot_->cumulative[metrics::idx::access_log_dropped]);
+        access_log_ = std::make_unique<log::AccessLog>(std::move(writer), std::move(*format));
+        access_log_->start();
+    }
     signals_.add(SIGTERM);
     signals_.add(SIGINT);
     signals_.add(SIGQUIT);
@@ -137,6 +207,9 @@ int Worker::run() {
     io_.run();
 
     backlog_.close();
+    if (access_log_ != nullptr) {
+        access_log_->flush();
+    }
     if (forced_) {
         if (stopped_now_) {
             spdlog::warn("worker {}: asked to stop now; exiting with requests in flight",
@@ -160,6 +233,13 @@ int Worker::run() {
 void Worker::wait_for_signal() {
     signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
         if (ec) {
+            return;
+        }
+        if (sig == SIGUSR1 && access_log_ != nullptr) {
+            // logrotate moved the file: open the path again (the master forwards its USR1).
+            spdlog::info("worker {}: reopening the access log {}", index_, config_.access_log);
+            access_log_->reopen();
+            wait_for_signal();
             return;
         }
         if (sig == SIGHUP || sig == SIGUSR1 || sig == SIGUSR2) {
@@ -235,13 +315,14 @@ void Worker::do_accept() {
             });
             return;
         }
-        stats_.connections_accepted.fetch_add(1, std::memory_order_relaxed);
+        metrics::bump(slot_->cumulative[metrics::idx::connections_accepted]);
         std::string addr;
         std::uint16_t port = 0;
         boost::system::error_code ignored;
         describe_peer(socket.remote_endpoint(ignored), addr, port);
         auto conn = std::make_shared<Connection>(*this, std::move(socket), std::move(addr), port);
         connections_.emplace(conn.get(), conn);
+        slot_->connections_open.store(connections_.size(), std::memory_order_relaxed);
         conn->start();
         do_accept();
     });
@@ -280,7 +361,7 @@ void Worker::resume_accepting_if_room() {
 // also flood the log. The first refusal after a quiet spell is logged at once; the rest
 // are counted and reported by the sweep (report_shed_requests) once 10 s have passed.
 void Worker::note_rejected(const std::string& remote_addr) {
-    stats_.requests_rejected.fetch_add(1, std::memory_order_relaxed);
+    metrics::bump(slot_->cumulative[metrics::idx::queue_rejected]);
     ++rejected_since_warning_;
     last_rejected_addr_ = remote_addr;
     report_shed_requests(std::chrono::steady_clock::now(), false);
@@ -296,8 +377,9 @@ void Worker::report_shed_requests(std::chrono::steady_clock::time_point now, boo
         rejected_since_warning_ = 0;
     }
     // Expired requests are answered by the loop (expire_queued) and by blocking threads
-    // (one taken just as it expired): the shared counter covers both.
-    const std::uint64_t expired = stats_.requests_expired.load(std::memory_order_relaxed);
+    // (one taken just as it expired, counted when it comes back): the counter covers both.
+    const std::uint64_t expired =
+        slot_->cumulative[metrics::idx::queue_expired].load(std::memory_order_relaxed);
     if (expired > expired_reported_ &&
         (final || now - last_expired_warning_ >= shed_log_period)) {
         spdlog::warn("worker {}: answered 503 to {} request(s) that waited over {}s for a "
@@ -336,7 +418,9 @@ void Worker::expire_queued(Connection::clock::time_point now) {
         return;
     }
     for (auto& conn : expired_) {
-        stats_.requests_expired.fetch_add(1, std::memory_order_relaxed);
+        metrics::bump(slot_->cumulative[metrics::idx::queue_expired]);
+        metrics::observe(*slot_, metrics::idx::queue_wait, metrics::queue_wait_bounds,
+                         to_ns(now - conn->queued_at()));
         conn->answer_expired();
     }
     expired_.clear();
@@ -390,6 +474,7 @@ void Worker::do_sweep() {
             return;
         }
         const auto now = Connection::clock::now();
+        sample_loop(sweep_timer_.expiry(), now);
         std::vector<std::shared_ptr<Connection>> all;
         all.reserve(connections_.size());
         for (auto& [ptr, conn] : connections_) {
@@ -410,6 +495,30 @@ void Worker::do_sweep() {
     });
 }
 
+// The sweep's own lateness is the loop's lag: how long a ready handler waits for the
+// loop (handlers ahead of it, or the thread not getting a core). The busy share is the
+// loop thread's CPU time over wall time, once a second.
+void Worker::sample_loop(std::chrono::steady_clock::time_point due,
+                         std::chrono::steady_clock::time_point now) {
+    metrics::observe(*slot_, metrics::idx::loop_lag, metrics::loop_lag_bounds, to_ns(now - due));
+    if (busy_sampled_at_ == std::chrono::steady_clock::time_point{}) {
+        busy_sampled_at_ = now;
+        busy_cpu_ns_ = thread_cpu_ns();
+        return;
+    }
+    const auto wall = to_ns(now - busy_sampled_at_);
+    if (wall < 1000000000ULL) {
+        return;
+    }
+    const std::uint64_t cpu = thread_cpu_ns();
+    const std::uint64_t used = cpu > busy_cpu_ns_ ? cpu - busy_cpu_ns_ : 0;
+    metrics::bump(slot_->cumulative[metrics::idx::loop_busy_ns], used);
+    slot_->loop_busy_ppm.store(std::min<std::uint64_t>(1000000, used * 1000000 / wall),
+                               std::memory_order_relaxed);
+    busy_sampled_at_ = now;
+    busy_cpu_ns_ = cpu;
+}
+
 bool Worker::enqueue(std::shared_ptr<Connection>& connection) {
     bool full = false;
     const bool queued = backlog_.try_push(connection, full);
@@ -421,6 +530,7 @@ bool Worker::enqueue(std::shared_ptr<Connection>& connection) {
 
 void Worker::remove(Connection* connection) {
     connections_.erase(connection);
+    slot_->connections_open.store(connections_.size(), std::memory_order_relaxed);
     maybe_finish_shutdown();
 }
 
@@ -470,6 +580,7 @@ void Worker::blocking_thread_main() {
     const auto queue_timeout = std::chrono::duration_cast<Connection::clock::duration>(
         std::chrono::duration<double>(config_.request_queue_timeout));
     ResponseCork& cork = *corks_[next_cork_.fetch_add(1)];
+    metrics::ThreadLine& line = *thread_lines_[next_line_.fetch_add(1)];
     std::vector<ResponseCork::Held> batch;
     // Recent app time per request (moving average), to decide whether holding responses
     // can pay off (ResponseCork::max_app_time).
@@ -495,28 +606,40 @@ void Worker::blocking_thread_main() {
             asio::post(io_, [this] { resume_accepting_if_room(); });
         }
         const auto started = Connection::clock::now();
+        line.busy.store(1, std::memory_order_relaxed);
         app_.enter();
+        const auto entered = Connection::clock::now();
+        metrics::bump(line.gil_wait_ns, to_ns(entered - started));
         backlog_.wake_one_if_pending();
         net::BlockingScope& scope = app_.blocking_scope();
-        if (conn->abandoned(started)) {
-            stats_.requests_abandoned.fetch_add(1, std::memory_order_relaxed);
-            conn->abort();
-        } else if (started - conn->queued_at() > queue_timeout) {
-            // Queued past its deadline: the client has most likely given up; tell the ones
-            // still waiting to retry rather than run the app for nobody.
-            stats_.requests_expired.fetch_add(1, std::memory_order_relaxed);
-            conn->send_error(503, Connection::expired_message, scope, "Retry-After: 1\r\n");
-        } else {
-            // Hold the response only when more work is already waiting for this thread.
-            if (app_time < ResponseCork::max_app_time && backlog_.depth_hint() > 0) {
-                conn->hold_final_write(&cork.staging(), ResponseCork::max_bytes);
+        // Counted by the loop when the exchange comes back (Connection::record_exchange).
+        conn->note_queue_wait(to_ns(started - conn->queued_at()));
+        {
+            // The request's id on every log line written meanwhile (tracebacks,
+            // wsgi.errors); it ends before the connection goes back to the loop.
+            log::RequestIdScope request_id(conn->request_id());
+            if (conn->abandoned(started)) {
+                conn->note_abandoned();
+                conn->abort();
+            } else if (started - conn->queued_at() > queue_timeout) {
+                // Queued past its deadline: the client has most likely given up; tell the
+                // ones still waiting to retry rather than run the app for nobody.
+                conn->note_expired();
+                conn->send_error(503, Connection::expired_message, scope,
+                                 "Retry-After: 1\r\n");
+            } else {
+                // Hold the response only when more work is already waiting for it.
+                if (app_time < ResponseCork::max_app_time && backlog_.depth_hint() > 0) {
+                    conn->hold_final_write(&cork.staging(), ResponseCork::max_bytes);
+                }
+                app_.handle(*conn);
+                conn->complete(scope);
+                conn->hold_final_write(nullptr, 0);
+                app_time += (Connection::clock::now() - started - app_time) / 8;
             }
-            app_.handle(*conn);
-            conn->complete(scope);
-            conn->hold_final_write(nullptr, 0);
-            app_time += (Connection::clock::now() - started - app_time) / 8;
         }
         app_.leave();
+        line.busy.store(0, std::memory_order_relaxed);
         if (conn->held()) {
             cork.hold(std::move(conn));
             watch_corks();

@@ -4,6 +4,7 @@
 // grace period, then stop.
 #pragma once
 
+#include "metrics/stats_page.hpp"
 #include "net/listener.hpp"
 #include "server/application.hpp"
 #include "server/backlog.hpp"
@@ -27,19 +28,13 @@
 #include <unordered_map>
 #include <vector>
 
+namespace appserver::log {
+class AccessLog;
+}
+
 namespace appserver::server {
 
 class Connection;
-
-// Counters a worker keeps; the seam for the metrics endpoint.
-struct WorkerStats {
-    std::atomic<std::uint64_t> connections_accepted{0};
-    std::atomic<std::uint64_t> requests_dispatched{0};
-    std::atomic<std::uint64_t> requests_rejected{0};  // 503, backlog full
-    std::atomic<std::uint64_t> requests_abandoned{0}; // client left while queued
-    std::atomic<std::uint64_t> requests_expired{0};   // 503, queued past the deadline
-    std::atomic<std::uint64_t> bad_requests{0};       // 4xx from the parser
-};
 
 class Worker {
 public:
@@ -65,7 +60,15 @@ public:
     void remove(Connection* connection);
     // A request refused because the queue was full (counted; logged at most every 10 s).
     void note_rejected(const std::string& remote_addr);
-    WorkerStats& stats() { return stats_; }
+    // This worker's counters, shared with the master's metrics endpoint (a private slot
+    // when the worker runs outside a master, as in unit tests). Event-loop thread only,
+    // but for the values stats_page.hpp says otherwise.
+    metrics::WorkerSlot& stats() { return *slot_; }
+    // The access log, or null when --access-log is not set. Event-loop thread only.
+    log::AccessLog* access_log() { return access_log_.get(); }
+    unsigned index() const { return index_; }
+    // A request id for a request whose client sent none (unique per worker and start).
+    void make_request_id(std::string& out);
     // Bytes of finished responses the loop may hold for slow clients (Exchange).
     std::atomic<std::int64_t>& deferred_budget() { return deferred_budget_; }
     static constexpr std::int64_t deferred_bytes_per_worker = 64 * 1024 * 1024;
@@ -98,6 +101,9 @@ private:
     void pause_accepting();
     void resume_accepting_if_room();
     void do_sweep();
+    // Loop lag and busy share, sampled by the sweep (no timer of their own).
+    void sample_loop(std::chrono::steady_clock::time_point due,
+                     std::chrono::steady_clock::time_point now);
     void expire_queued(std::chrono::steady_clock::time_point now);
     // Logs the 503s given since the last report (and client lines left out); final: now,
     // whatever the period.
@@ -156,7 +162,16 @@ private:
     // server whose workers are all stuck still answers new clients (with 503).
     bool stuck_pause_ = false;
     std::chrono::steady_clock::time_point stuck_pause_until_{};
-    WorkerStats stats_;
+    metrics::WorkerSlot* slot_;
+    std::unique_ptr<metrics::WorkerSlot> private_slot_;  // when there is no shared page
+    std::vector<metrics::ThreadLine*> thread_lines_;     // one per blocking thread
+    std::unique_ptr<metrics::ThreadLine[]> private_lines_;
+    std::atomic<unsigned> next_line_{0};
+    std::unique_ptr<log::AccessLog> access_log_;
+    char request_id_prefix_[17] = {};
+    std::uint64_t request_id_sequence_ = 0;
+    std::chrono::steady_clock::time_point busy_sampled_at_{};
+    std::uint64_t busy_cpu_ns_ = 0;
     std::atomic<std::int64_t> deferred_budget_{deferred_bytes_per_worker};
     std::size_t prebuffer_available_ = prebuffer_bytes_per_worker; // loop thread only
     std::size_t peak_connections_ = 0; // since the last malloc_trim; loop thread only

@@ -187,6 +187,14 @@ PyObject* build_environ(server::Exchange& ex, PyObject* input, const EnvironDefa
         }
     }
 
+    // The request's id, as the access log and the server's log lines show it: the client's
+    // X-Request-ID when usable, else the server's own, as a proxy in front would add it
+    // (what request-id middleware in Django and Flask apps reads).
+    if (!ex.request_id().empty() &&
+        !set_steal(env, k.HTTP_X_REQUEST_ID, latin1(ex.request_id()))) {
+        return fail();
+    }
+
     if (!parts.authority.empty()) {
         // RFC 9112 3.2.2: with an absolute-form target the origin server uses the target's
         // host and ignores the Host field.

@@ -27,6 +27,7 @@ Interned make() {
     i.QUERY_STRING = intern("QUERY_STRING");
     i.REQUEST_URI = intern("REQUEST_URI");
     i.RAW_URI = intern("RAW_URI");
+    i.HTTP_X_REQUEST_ID = intern("HTTP_X_REQUEST_ID");
     i.SERVER_SOFTWARE = intern("SERVER_SOFTWARE");
     i.CONTENT_TYPE = intern("CONTENT_TYPE");
     i.CONTENT_LENGTH = intern("CONTENT_LENGTH");

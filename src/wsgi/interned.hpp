@@ -16,6 +16,7 @@ struct Interned {
     PyObject* QUERY_STRING;
     PyObject* REQUEST_URI;
     PyObject* RAW_URI;
+    PyObject* HTTP_X_REQUEST_ID;
     PyObject* SERVER_SOFTWARE;
     PyObject* CONTENT_TYPE;
     PyObject* CONTENT_LENGTH;

@@ -1,6 +1,7 @@
 """PEP 3333 environ: required keys, types, CGI variables, path/query/header mapping."""
 
 import json
+import re
 
 import pytest
 import requests
@@ -213,7 +214,8 @@ def test_wsgi_errors_reach_server_log(app_server, token):
     assert f"wsgi.errors writelines 1: {token}" in log
     # The app's text has no level the server knows: labelled as the app's, not [error].
     line = next(ln for ln in log.splitlines() if f"wsgi.errors write: {token}" in ln)
-    assert "] [wsgi.errors] wsgi.errors write: " in line, line
+    # ... and carries the id of the request it was written during.
+    assert re.search(r"\] \[wsgi\.errors\] \[request_id=[0-9a-f]{32}\] wsgi\.errors write: ", line), line
     assert "[error]" not in line, line
     # ... while the server's own lines keep their levels.
     assert "] [info] worker 0 ready" in log, log

@@ -155,6 +155,19 @@ std::vector<OptionCase> option_cases() {
          [](const Config& c) { EXPECT_EQ(c.max_body_size, 18446744073709551615ULL); }},
         {"--log-level", "APPSERVER_LOG_LEVEL", "warning",
          [](const Config& c) { EXPECT_EQ(c.log_level, LogLevel::warning); }},
+        {"--log-format", "APPSERVER_LOG_FORMAT", "json",
+         [](const Config& c) { EXPECT_EQ(c.log_format, appserver::LogFormat::json); }},
+        {"--metrics", "APPSERVER_METRICS", "", [](const Config& c) { EXPECT_TRUE(c.metrics); }},
+        {"--metrics-address", "APPSERVER_METRICS_ADDRESS", "0.0.0.0",
+         [](const Config& c) { EXPECT_EQ(c.metrics_address, "0.0.0.0"); }},
+        {"--metrics-port", "APPSERVER_METRICS_PORT", "9100",
+         [](const Config& c) { EXPECT_EQ(c.metrics_port, 9100); }},
+        {"--health-path", "APPSERVER_HEALTH_PATH", "/healthz",
+         [](const Config& c) { EXPECT_EQ(c.health_path, "/healthz"); }},
+        {"--access-log", "APPSERVER_ACCESS_LOG", "-",
+         [](const Config& c) { EXPECT_EQ(c.access_log, "-"); }},
+        {"--access-log-format", "APPSERVER_ACCESS_LOG_FORMAT", "%(h)s %(r)s %({x-id}i)s",
+         [](const Config& c) { EXPECT_EQ(c.access_log_format, "%(h)s %(r)s %({x-id}i)s"); }},
     };
 }
 
@@ -184,6 +197,13 @@ void expect_same_config(const Config& a, const Config& b) {
     EXPECT_EQ(a.max_headers, b.max_headers);
     EXPECT_EQ(a.max_body_size, b.max_body_size);
     EXPECT_EQ(a.log_level, b.log_level);
+    EXPECT_EQ(a.log_format, b.log_format);
+    EXPECT_EQ(a.metrics, b.metrics);
+    EXPECT_EQ(a.metrics_address, b.metrics_address);
+    EXPECT_EQ(a.metrics_port, b.metrics_port);
+    EXPECT_EQ(a.health_path, b.health_path);
+    EXPECT_EQ(a.access_log, b.access_log);
+    EXPECT_EQ(a.access_log_format, b.access_log_format);
 }
 
 // ---- values that parse ------------------------------------------------------------------
@@ -386,6 +406,12 @@ std::vector<BadCase> bad_cases() {
         {"--max-body-size", "-1", "must be at least 0"},
         {"--max-body-size", "18446744073709551616", "is too large (at most 18446744073709551615)"},
         {"--log-level", "verbose", "is not one of: debug, info, warning, error, critical"},
+        {"--log-format", "xml", "is not one of: text, json"},
+        {"--metrics-port", "0", "must be between 1 and 65535"},
+        {"--health-path", "healthz", "must start with '/'"},
+        {"--health-path", "/health?x", "must be a plain path: visible ASCII, no '?' or '#'"},
+        {"--access-log-format", "%(nope)s", "invalid access log format: unknown atom %(nope)s (known: h l u t r m U q H s B b f a "
+         "T M D L p rid w, {Header}i, {Header}o)"},
     };
 }
 
