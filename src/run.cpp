@@ -9,6 +9,7 @@
 #include "net/listener.hpp"
 #include "server/master.hpp"
 #include "server/pid_file.hpp"
+#include "server/reexec.hpp"
 #include "server/worker.hpp"
 #include "wsgi/app_loader.hpp"
 #include "wsgi/handler.hpp"
@@ -18,12 +19,16 @@
 #include <spdlog/spdlog.h>
 
 #include <sys/socket.h>
+#include <sys/stat.h>
 
+#include <termios.h>
 #include <unistd.h>
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -124,6 +129,7 @@ public:
     }
     void after_fork_parent() override { PyOS_AfterFork_Parent(); }
     void after_fork_child() override { PyOS_AfterFork_Child(); }
+    void before_exec() override { flush_python_stdio(); }
     void enter_wait() override { saved_ = PyEval_SaveThread(); }
     void leave_wait() override { PyEval_RestoreThread(saved_); }
     std::string runtime_version() const override {
@@ -140,6 +146,86 @@ int fail(const std::string& message) {
     std::fprintf(stderr, "appserver: error: %s\n", message.c_str());
     std::fflush(stderr);
     return 1;
+}
+
+// Same line as a command-line usage error (cli/options), for one found at start-up.
+int usage_fail(const std::string& message) {
+    std::fprintf(stderr, "appserver: error: %s (see 'appserver --help')\n", message.c_str());
+    std::fflush(stderr);
+    return 2;
+}
+
+// --debug: what a person at a terminal needs to stop in pdb. One process and one thread
+// to debug (a second request waits in the queue, it does not start a second pdb on the
+// same terminal), everything logged. The worker is forked without setsid/setpgid, so it
+// stays in the terminal's foreground process group with stdin untouched; Ctrl-C reaches
+// master and worker as a graceful stop, as without --debug. When a request timeout
+// exists, it must not apply here: a request stopped at a breakpoint is not stuck.
+Config effective_config(const Config& requested) {
+    Config config = requested;
+    if (config.debug) {
+        config.workers = 1;
+        config.blocking_threads = 1;
+        config.log_level = LogLevel::debug;
+    }
+    return config;
+}
+
+void log_debug_mode(const Config& requested) {
+    if (!requested.debug) {
+        return;
+    }
+    spdlog::warn("debug mode (--debug): 1 worker, 1 blocking thread, standard input kept for "
+                 "breakpoint()/pdb, debug log level; not for production");
+    if (requested.workers != 1) {
+        spdlog::warn("--debug: --workers {} ignored", requested.workers);
+    }
+    if (requested.blocking_threads != 1) {
+        spdlog::warn("--debug: --blocking-threads {} ignored", requested.blocking_threads);
+    }
+    if (::isatty(STDIN_FILENO) == 0) {
+        spdlog::warn("--debug: standard input is not a terminal: pdb will have nothing to read");
+    } else if (::tcgetpgrp(STDIN_FILENO) != ::getpgrp()) {
+        spdlog::warn("--debug: not in the terminal's foreground (started with '&'?): pdb "
+                     "reading the terminal would stop the worker");
+    }
+}
+
+// A worker stopped while pdb (readline) had the terminal in its own mode would leave it
+// without echo: the master puts back what it found (--debug only).
+class TerminalModes {
+public:
+    explicit TerminalModes(bool enabled)
+        : saved_(enabled && ::isatty(STDIN_FILENO) != 0 &&
+                 ::tcgetattr(STDIN_FILENO, &modes_) == 0) {}
+    TerminalModes(const TerminalModes&) = delete;
+    TerminalModes& operator=(const TerminalModes&) = delete;
+    ~TerminalModes() {
+        // Only from the foreground: a background process would be stopped by SIGTTOU.
+        if (saved_ && ::tcgetpgrp(STDIN_FILENO) == ::getpgrp()) {
+            ::tcsetattr(STDIN_FILENO, TCSANOW, &modes_);
+        }
+    }
+
+private:
+    termios modes_{};
+    bool saved_;
+};
+
+// systemd's LISTEN_* variables were removed from the C environment (net/listener); the app
+// reads CPython's os.environ, a copy taken when the interpreter started.
+void forget_socket_activation_variables() {
+    PyObject* os = PyImport_ImportModule("os");
+    PyObject* environ_map = os != nullptr ? PyObject_GetAttrString(os, "environ") : nullptr;
+    for (const char* name : net::socket_activation_variables) {
+        if (environ_map != nullptr) {
+            PyObject* r = PyObject_CallMethod(environ_map, "pop", "sO", name, Py_None);
+            Py_XDECREF(r);
+        }
+    }
+    Py_XDECREF(environ_map);
+    Py_XDECREF(os);
+    PyErr_Clear();
 }
 
 // Runs atexit handlers registered by the app (the worker leaves with _exit).
@@ -192,8 +278,23 @@ const char* version() {
     return APPSERVER_VERSION;
 }
 
-int run(const Config& config) {
+int run(const Config& requested) {
+    // Before anything changes the directory or the process title: a reload re-executes
+    // this same command line.
+    server::remember_command_line();
+    const Config config = effective_config(requested);
     log::init(config.log_level, "master", config.log_format);
+    // Started by a reload (SIGHUP) of a master that imports the app itself: only check that
+    // the new code imports (reexec.hpp).
+    const bool import_check = std::getenv(server::import_check_variable) != nullptr;
+    // Or this is that master's next image, taking over its socket, workers and counters.
+    std::optional<server::Inheritance> inheritance;
+    try {
+        inheritance = server::take_inheritance();
+    } catch (const std::exception& e) {
+        return fail(e.what());
+    }
+    log_debug_mode(requested);
     {
         std::vector<std::string> names;
         for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
@@ -204,17 +305,43 @@ int run(const Config& config) {
             spdlog::warn("{}", warning);
         }
     }
+    // A socket handed over (--fd, systemd's LISTEN_FDS) replaces --host/--port; taken and
+    // checked before the app is imported, which then does not see LISTEN_*.
+    std::optional<net::ListenSocket> inherited;
+    try {
+        if (inheritance) {
+            inherited = net::adopt_listener(inheritance->listen_fd, "the previous master");
+            if (inheritance->listen_owned) {
+                // Bound by this server (by its first image): still ours to remove at exit.
+                inherited->origin.clear();
+                struct stat st {};
+                if (inherited->family == AF_UNIX && !inherited->uds_path.empty() &&
+                    ::lstat(inherited->uds_path.c_str(), &st) == 0) {
+                    inherited->uds_inode = st.st_ino;
+                }
+            }
+        } else if (!import_check) {
+            inherited = net::take_inherited_listener(config);
+        }
+    } catch (const net::UsageError& e) {
+        return usage_fail(e.what());
+    } catch (const std::exception& e) {
+        return fail(e.what());
+    }
+    forget_socket_activation_variables();
     if (std::string err = wsgi::prepare_process(config); !err.empty()) {
         return fail(err);
     }
     enable_faulthandler();
-    if (!config.pid_file.empty()) {
+    if (!config.pid_file.empty() && !import_check) {
         if (std::string err = server::check_pid_file(config.pid_file); !err.empty()) {
             return fail(err);
         }
     }
     try {
-        net::check_address(config); // before a possibly slow (or failing) import
+        if (!inherited && !import_check) {
+            net::check_address(config); // before a possibly slow (or failing) import
+        }
     } catch (const std::exception& e) {
         return fail(e.what());
     }
@@ -230,16 +357,28 @@ int run(const Config& config) {
     // error is one line and exit 1, with no port ever opened); with --lazy-apps each
     // worker imports it after the fork.
     PyObject* app = nullptr;
-    if (!config.lazy_apps) {
+    if (!config.lazy_apps || import_check) {
         std::string error;
         app = wsgi::load_app(config, error);
         if (app == nullptr) {
-            return fail(error);
+            if (inheritance) {
+                // The check passed, yet the code changed again meanwhile. The old workers
+                // serve on; new ones will try the import themselves, like --lazy-apps.
+                spdlog::error("reload: the new code does not import in the master ({}); the "
+                              "workers keep serving the old code",
+                              error);
+            } else {
+                return fail(error);
+            }
+        }
+        if (import_check) {
+            flush_python_stdio();
+            return app != nullptr ? 0 : 1;
         }
     }
     net::ListenSocket listener;
     try {
-        listener = net::bind_listener(config);
+        listener = inherited ? std::move(*inherited) : net::bind_listener(config);
     } catch (const std::exception& e) {
         return fail(e.what());
     }
@@ -264,11 +403,14 @@ int run(const Config& config) {
             return fail(err);
         }
     }
+    const TerminalModes terminal(config.debug);
     PythonProcessHooks hooks(!config.lazy_apps);
     const int rc = server::run_master(config, listener, hooks, [&](unsigned index) {
         // The worker's hot threads never write a log line themselves: a thread of its own
-        // does (log/line_writer.hpp).
-        log::init(config.log_level, "worker." + std::to_string(index), config.log_format, true);
+        // does (log/line_writer.hpp). Except under --debug: written at once, its lines stay
+        // in order with what pdb and the app print on the terminal.
+        log::init(config.log_level, "worker." + std::to_string(index), config.log_format,
+                  !config.debug);
         if (metrics::WorkerSlot* slot = server::own_stats_slot(); slot != nullptr) {
             log::set_dropped_counter(&slot->cumulative[metrics::idx::log_dropped]);
         }
@@ -301,7 +443,7 @@ int run(const Config& config) {
         }
         run_python_exit_handlers();
         return worker_rc;
-    });
+    }, inheritance ? &*inheritance : nullptr);
     if (!config.pid_file.empty()) {
         server::remove_pid_file(config.pid_file, master_pid);
     }

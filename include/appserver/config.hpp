@@ -34,11 +34,22 @@ struct Config {
     std::string uds_permissions;    // octal mode for the socket file ("660"); empty = umask's
     int backlog = 1024;             // listen(2) backlog of the shared listening socket
 
+    // Proxies in front (docs/behaviour.md, Proxies).
+    std::string forwarded_allow_ips = "127.0.0.1,::1"; // peers whose forwarding headers are believed
+    bool proxy_protocol = false;    // every connection starts with a PROXY protocol header
+    int listen_fd = -1;             // an inherited listening socket (--fd); -1 = bind one
+
     // Processes and threads.
     unsigned workers = 1;           // worker processes forked by the master
     std::string pid_file;           // the master's pid is written here while it runs
     unsigned blocking_threads = 1;  // threads per worker that call the Python app
     std::size_t request_queue_size = 4096; // parsed requests waiting for a thread, per worker
+
+    // Recycling: a worker is replaced (its successor started and serving first) after ...
+    std::uint64_t max_requests = 0;        // ... this many requests (+ up to the jitter); 0 = never
+    std::uint64_t max_requests_jitter = 0;
+    double workers_lifetime = 0;           // ... this long (s, minus up to 10 %); 0 = never
+    std::uint64_t workers_max_rss = 0;     // ... its resident memory passes this (MiB); 0 = never
 
     // Deadlines.
     double keep_alive_timeout = 5.0;   // idle keep-alive connection closed after this (s)
@@ -47,6 +58,7 @@ struct Config {
     double write_timeout = 60.0;       // a client may refuse response bytes this long (s)
     double graceful_timeout = 30.0;    // in-flight work may finish within this on shutdown (s)
     double request_queue_timeout = 60.0; // a request queued longer than this gets 503 (s)
+    double request_timeout = 0;        // 504 for a request whose app has not answered (s); 0 = off
 
     // Limits.
     std::size_t max_header_size = 64 * 1024; // request line + headers, bytes
@@ -63,6 +75,10 @@ struct Config {
 
     LogLevel log_level = LogLevel::info;
     LogFormat log_format = LogFormat::text;
+
+    // Development: one worker, one blocking thread, the terminal's stdin kept for pdb,
+    // debug log level, no request timeout (run() applies it; see --debug).
+    bool debug = false;
 };
 
 } // namespace appserver

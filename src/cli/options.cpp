@@ -4,6 +4,7 @@
 #include "cli/options.hpp"
 
 #include "log/access_log.hpp"
+#include "net/proxy.hpp"
 
 #include <CLI/CLI.hpp>
 
@@ -224,6 +225,46 @@ Binding seconds() {
     };
 }
 
+// A duration where 0 means "never" (recycling limits).
+template <auto member>
+Binding seconds_or_never() {
+    return {
+        Arity::single,
+        "SECONDS",
+        [](Config& config, const std::string& text) {
+            double value = 0;
+            const char* const last = text.data() + text.size();
+            const auto [end, ec] = std::from_chars(text.data(), last, value);
+            if (text.empty() || ec != std::errc{} || end != last || !std::isfinite(value)) {
+                throw BadValue("is not a number of seconds");
+            }
+            if (value < 0 || value > 365 * max_seconds) {
+                throw BadValue("must be 0 (never) or a positive number of seconds up to " +
+                               format_double(365 * max_seconds));
+            }
+            config.*member = value;
+        },
+        [](const Config& config) { return format_double(config.*member); },
+        "Seconds (fractions allowed), 0 for never.",
+    };
+}
+
+// --fd: a descriptor number; unset (-1) is shown as no default.
+Binding descriptor() {
+    return {
+        Arity::single,
+        "N",
+        [](Config& config, const std::string& text) {
+            constexpr auto max_fd = static_cast<std::uint64_t>(std::numeric_limits<int>::max());
+            config.listen_fd = static_cast<int>(to_unsigned(text, IntRange{0, max_fd, false}));
+        },
+        [](const Config& config) {
+            return config.listen_fd < 0 ? std::string() : std::to_string(config.listen_fd);
+        },
+        "Integer, at least 0; default: none.",
+    };
+}
+
 std::string join(const auto& names, std::string_view separator) {
     std::string out;
     for (std::string_view name : names) {
@@ -351,6 +392,11 @@ std::string render_env(const Config& config) {
     return out;
 }
 
+void check_forwarded_allow_ips(const std::string& value) {
+    std::string error;
+    if (!net::TrustedProxies::parse(value, &error)) throw BadValue(error);
+}
+
 void check_health_path(const std::string& value) {
     if (value.empty()) return;
     if (value.front() != '/') throw BadValue("must start with '/'");
@@ -416,6 +462,33 @@ const std::vector<OptionSpec>& option_table() {
         {"backlog", {}, "Listening", at_least<&Config::backlog, 1>("N"),
          "Backlog of the listening socket (pending connections not yet accepted); the "
          "kernel caps it at net.core.somaxconn."},
+        {"fd", {}, "Listening", descriptor(),
+         "Serve on this inherited, already listening socket (TCP or unix) instead of binding "
+         "--host/--port, so a supervisor can keep the socket across restarts; it is taken as "
+         "it is (--backlog does not apply) and never unlinked. systemd's socket activation "
+         "(LISTEN_FDS/LISTEN_PID) is used the same way without this option. Refused with "
+         "--uds or LISTEN_FDS (exit 2); a descriptor that is not a listening stream socket "
+         "exits 1."},
+
+        {"forwarded-allow-ips", {}, "Proxies",
+         text<&Config::forwarded_allow_ips, check_forwarded_allow_ips>(
+             "ADDRESSES",
+             "Comma-separated IPv4 and IPv6 addresses and CIDR ranges (10.0.0.0/8, fd00::/8), "
+             "'*' for any peer, 'unix' for unix-socket peers; empty for none."),
+         "Peers trusted to say who the client is (gunicorn's and uvicorn's option). From them, "
+         "and only from them, X-Forwarded-For, -Proto, -Host, -Port and RFC 7239 Forwarded "
+         "(which wins when both kinds are present) set REMOTE_ADDR and REMOTE_PORT, "
+         "wsgi.url_scheme (http or https), HTTP_HOST, SERVER_NAME and SERVER_PORT, and the "
+         "access log's client address; from any other peer they stay plain headers. The "
+         "client is the rightmost address that is not itself a trusted proxy. A unix-socket "
+         "peer is trusted with '*', 'unix', or when loopback is (the default). Also the "
+         "peers allowed to send --proxy-protocol headers."},
+        {"proxy-protocol", {}, "Proxies", flag<&Config::proxy_protocol>(),
+         "Every connection must start with an HAProxy PROXY protocol header (version 1 or 2, "
+         "read within --header-read-timeout), whose source address becomes REMOTE_ADDR and "
+         "REMOTE_PORT (UNKNOWN and LOCAL keep the socket's). A connection from a peer not in "
+         "--forwarded-allow-ips, or that does not start with a valid header, is closed "
+         "without an answer."},
 
         {"workers", {}, "Processes and threads", at_least<&Config::workers, 1>("N"),
          "Worker processes forked by the master."},
@@ -435,6 +508,21 @@ const std::vector<OptionSpec>& option_table() {
          "backlog or go to another worker), and a request arriving on an open connection gets "
          "503 with Retry-After."},
 
+        {"max-requests", {}, "Recycling", at_least<&Config::max_requests, 0>("N"),
+         "Replace a worker after it has served this many requests (gunicorn's option, for apps "
+         "that leak): its successor is started and serving before it stops taking "
+         "connections, and it finishes its requests in flight. 0 means never."},
+        {"max-requests-jitter", {}, "Recycling", at_least<&Config::max_requests_jitter, 0>("N"),
+         "Add a random number from 0 to this to each worker's --max-requests, so workers "
+         "started together are not all replaced together."},
+        {"workers-lifetime", {}, "Recycling", seconds_or_never<&Config::workers_lifetime>(),
+         "Replace a worker after it has run this long (Granian's option), the same way; each "
+         "worker's lifetime is shortened by a random amount of up to 10 % so they leave one by "
+         "one. 0 means never."},
+        {"workers-max-rss", {}, "Recycling", at_least<&Config::workers_max_rss, 0>("MIB"),
+         "Replace a worker whose resident memory exceeds this many MiB (checked every "
+         "second), the same way. 0 means never."},
+
         {"keep-alive-timeout", {}, "Timeouts", seconds<&Config::keep_alive_timeout>(),
          "Close an idle keep-alive connection after this long."},
         {"header-read-timeout", {}, "Timeouts", seconds<&Config::header_read_timeout>(),
@@ -449,6 +537,14 @@ const std::vector<OptionSpec>& option_table() {
         {"request-queue-timeout", {}, "Timeouts", seconds<&Config::request_queue_timeout>(),
          "A request that waited this long in the request queue gets 503 instead of reaching "
          "the application (its client has most likely given up)."},
+        {"request-timeout", {}, "Timeouts", seconds_or_never<&Config::request_timeout>(),
+         "A request whose application has not started its response after this long gets 504 "
+         "from the event loop at once; the thread's Python stack is logged with the request "
+         "line and a RequestTimeout exception (a BaseException, like KeyboardInterrupt) is "
+         "raised in it. A thread still stuck after as long again is written off: the worker "
+         "stops taking connections, a replacement is started, and the worker leaves when its "
+         "other requests are done or at --graceful-timeout. A response already under way is "
+         "not cut (--write-timeout governs it). 0 means no limit."},
         {"graceful-timeout", {}, "Timeouts", seconds<&Config::graceful_timeout>(),
          "On shutdown, in-flight requests may finish within this long before a hard stop."},
 
@@ -499,6 +595,13 @@ const std::vector<OptionSpec>& option_table() {
         {"log-format", {}, "Logging", choice<&Config::log_format, log_format_names>(),
          "Format of the server's own log on standard error: text lines, or one JSON object "
          "per line (time, level, process, pid, message, request_id)."},
+
+        {"debug", {}, "Development", flag<&Config::debug>(),
+         "Debug in a terminal: one worker and one blocking thread (whatever --workers and "
+         "--blocking-threads say), in the terminal's foreground with its standard input, so "
+         "breakpoint() and pdb work in a view; debug log level, the worker's log written "
+         "synchronously, no request timeout. Ctrl-C still stops the server. Not for "
+         "production."},
     };
     return table;
 }

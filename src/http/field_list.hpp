@@ -13,6 +13,24 @@ inline bool iequals(std::string_view a, std::string_view b) {
     return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
 }
 
+// One of the fields a proxy uses to say who the client is: Forwarded (RFC 7239),
+// X-Forwarded-For, -Proto, -Host, -Port. A length switch first: most names are rejected
+// without a comparison.
+inline bool is_forwarding_field(std::string_view name) {
+    switch (name.size()) {
+    case 9:
+        return iequals(name, "forwarded");
+    case 15:
+        return iequals(name, "x-forwarded-for");
+    case 16:
+        return iequals(name, "x-forwarded-host") || iequals(name, "x-forwarded-port");
+    case 17:
+        return iequals(name, "x-forwarded-proto");
+    default:
+        return false;
+    }
+}
+
 // Calls pred on each list element with its surrounding OWS removed (empty elements
 // included); true as soon as pred is.
 template <class Pred>

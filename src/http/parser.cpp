@@ -93,6 +93,7 @@ void RequestHead::clear() {
     has_content_length = false;
     content_length = 0;
     expect_continue = false;
+    forwarding = false;
 }
 
 RequestParser::RequestParser(const ParserLimits& limits)
@@ -526,6 +527,8 @@ int RequestParser::on_header_value_complete(llhttp_t* p) {
         if (any_list_element(value, [](std::string_view item) { return iequals(item, "100-continue"); })) {
             head.expect_continue = true;
         }
+    } else if (is_forwarding_field(name)) {
+        head.forwarding = true; // so requests without any cost the connection no look
     }
     return 0;
 }

@@ -177,11 +177,13 @@ std::optional<std::pair<std::uint64_t, std::uint64_t>> listen_queue(int fd) {
 // ---- building families -------------------------------------------------------------------
 
 // What the scrape copies out of the page under its mutex.
+// One worker position (the `worker` label): during a replacement two processes (the
+// draining predecessor and its successor) count towards it.
 struct SlotView {
     Cumulative totals{};
     std::uint64_t gil_wait_ns = 0;
     std::uint64_t retired_cpu_ns = 0;
-    pid_t pid = 0;
+    std::vector<pid_t> pids;
     bool ready = false;
     std::uint64_t queue_depth = 0;
     std::uint64_t queue_capacity = 0;
@@ -534,7 +536,8 @@ std::vector<pm::MetricFamily> collect(const ScrapeSources& sources) {
         return out;
     }
     const std::size_t slots = page->slots();
-    const std::size_t active = std::min(sources.active_slots, slots);
+    const std::size_t active =
+        std::min(page->positions() != 0 ? page->positions() : sources.active_slots, slots);
 
     // Copy out under the lock: a retire() in between two reads would otherwise show a
     // replaced worker's counters twice or not at all.
@@ -542,19 +545,28 @@ std::vector<pm::MetricFamily> collect(const ScrapeSources& sources) {
     std::array<std::uint64_t, restart_reason_labels.size()> restarts{};
     {
         std::lock_guard lock(page->mutex());
+        for (std::size_t p = 0; p < slots; ++p) {
+            SlotView& v = view[p];
+            v.totals = page->totals(p);
+            v.gil_wait_ns = page->gil_wait_ns(p);
+            v.retired_cpu_ns = page->retired_cpu_ns(p);
+        }
         for (std::size_t i = 0; i < slots; ++i) {
             const WorkerSlot& s = page->slot(i);
-            SlotView& v = view[i];
-            v.totals = page->totals(i);
-            v.gil_wait_ns = page->gil_wait_ns(i);
-            v.retired_cpu_ns = page->retired_cpu_ns(i);
-            v.pid = s.pid.load(std::memory_order_acquire);
-            v.ready = s.ready.load(std::memory_order_acquire) != 0;
-            v.queue_depth = s.queue_depth.load(std::memory_order_relaxed);
-            v.queue_capacity = s.queue_capacity.load(std::memory_order_relaxed);
-            v.blocking_threads = s.blocking_threads.load(std::memory_order_relaxed);
-            v.connections_open = s.connections_open.load(std::memory_order_relaxed);
-            v.loop_busy_ppm = s.loop_busy_ppm.load(std::memory_order_relaxed);
+            const pid_t pid = s.pid.load(std::memory_order_acquire);
+            if (pid <= 0) {
+                continue;
+            }
+            SlotView& v = view[page->position_of(i)];
+            v.pids.push_back(pid);
+            v.ready = v.ready || s.ready.load(std::memory_order_acquire) != 0;
+            v.queue_depth += s.queue_depth.load(std::memory_order_relaxed);
+            v.queue_capacity += s.queue_capacity.load(std::memory_order_relaxed);
+            v.blocking_threads += s.blocking_threads.load(std::memory_order_relaxed);
+            v.connections_open += s.connections_open.load(std::memory_order_relaxed);
+            // The busiest process's share: two loops at 50 % are not one at 100 %.
+            v.loop_busy_ppm =
+                std::max(v.loop_busy_ppm, s.loop_busy_ppm.load(std::memory_order_relaxed));
             for (std::size_t t = 0; t < page->threads(); ++t) {
                 v.threads_busy += page->thread_line(i, t).busy.load(std::memory_order_relaxed);
             }
@@ -566,17 +578,16 @@ std::vector<pm::MetricFamily> collect(const ScrapeSources& sources) {
 
     std::vector<ProcessView> procs(active);
     for (std::size_t i = 0; i < active; ++i) {
-        if (view[i].pid <= 0) {
-            continue;
-        }
-        const std::string dir = "/proc/" + std::to_string(view[i].pid);
-        if (const auto st = read_proc_stat(dir)) {
-            procs[i].alive = st->alive();
-            // A zombie still shows its CPU time; only a reaped process has none here (and
-            // its rusage is then the master's to add with add_retired_cpu()).
-            procs[i].cpu_seconds = as_double(st->cpu_ticks) / clock_ticks();
-            procs[i].resident_bytes = as_double(st->rss_pages) * page_size();
-            procs[i].open_fds = procs[i].alive ? as_double(count_fds(dir, false)) : 0.0;
+        for (const pid_t pid : view[i].pids) {
+            const std::string dir = "/proc/" + std::to_string(pid);
+            if (const auto st = read_proc_stat(dir)) {
+                procs[i].alive = procs[i].alive || st->alive();
+                // A zombie still shows its CPU time; only a reaped process has none here
+                // (and its rusage is then the master's to add with add_retired_cpu()).
+                procs[i].cpu_seconds += as_double(st->cpu_ticks) / clock_ticks();
+                procs[i].resident_bytes += as_double(st->rss_pages) * page_size();
+                procs[i].open_fds += st->alive() ? as_double(count_fds(dir, false)) : 0.0;
+            }
         }
     }
 

@@ -3,10 +3,12 @@
 #include "metrics/stats_page.hpp"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cassert>
 #include <cerrno>
 #include <new>
+#include <stdexcept>
 #include <system_error>
 
 namespace appserver::metrics {
@@ -44,26 +46,76 @@ std::size_t code_index(int status) {
     return static_cast<std::size_t>(status / 100 - 1);
 }
 
-StatsPage::StatsPage(std::size_t slots, std::size_t threads)
-    : slots_(slots), threads_(threads),
-      stride_(round_up(sizeof(WorkerSlot) + threads * sizeof(ThreadLine), cache_line)),
-      bytes_(slots * stride_), retired_(slots), retired_gil_ns_(slots, 0),
-      retired_cpu_ns_(slots, 0) {
-    // mmap refuses a zero length; a page with no slots still maps one line.
-    void* p = ::mmap(nullptr, bytes_ == 0 ? cache_line : bytes_, PROT_READ | PROT_WRITE,
-                     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
+// What the master keeps in the region besides the slots, so it survives a re-exec.
+struct StatsPage::Header {
+    std::uint64_t magic;
+    std::uint64_t slots;
+    std::uint64_t threads;
+    std::atomic<std::uint64_t> positions;
+    std::array<std::uint64_t, restart_reason_labels.size()> restarts;
+};
+
+struct StatsPage::Retired {
+    Cumulative cumulative;
+    std::uint64_t gil_ns;
+    std::uint64_t cpu_ns;
+};
+
+namespace {
+constexpr std::uint64_t page_magic = 0x61707073'74617473ULL; // "appstats", layout 1
+} // namespace
+
+StatsPage::StatsPage(std::size_t slots, std::size_t threads) : slots_(slots), threads_(threads) {
+    fd_ = ::memfd_create("appserver-stats", MFD_CLOEXEC);
+    if (fd_ < 0) {
         throw std::system_error(errno, std::generic_category(),
+                                "cannot create the workers' statistics page");
+    }
+    map(true);
+}
+
+StatsPage::StatsPage(int fd) : fd_(fd) {
+    Header probe{};
+    if (::pread(fd, &probe, sizeof probe, 0) != static_cast<ssize_t>(sizeof probe) ||
+        probe.magic != page_magic) {
+        throw std::runtime_error("the inherited statistics page is not one");
+    }
+    slots_ = probe.slots;
+    threads_ = probe.threads;
+    map(false);
+}
+
+void StatsPage::map(bool create) {
+    stride_ = round_up(sizeof(WorkerSlot) + threads_ * sizeof(ThreadLine), cache_line);
+    const std::size_t retired_offset = round_up(sizeof(Header), cache_line);
+    slots_offset_ = round_up(retired_offset + slots_ * sizeof(Retired), cache_line);
+    bytes_ = slots_offset_ + slots_ * stride_;
+    if (create && ::ftruncate(fd_, static_cast<off_t>(bytes_)) != 0) {
+        const int e = errno;
+        ::close(fd_);
+        throw std::system_error(e, std::generic_category(),
+                                "cannot size the workers' statistics page");
+    }
+    void* p = ::mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+    if (p == MAP_FAILED) {
+        const int e = errno;
+        ::close(fd_);
+        throw std::system_error(e, std::generic_category(),
                                 "cannot map the workers' statistics page");
     }
     base_ = static_cast<unsigned char*>(p);
-    for (auto& r : retired_) {
-        r.fill(0);
+    header_ = reinterpret_cast<Header*>(base_);
+    retired_ = reinterpret_cast<Retired*>(base_ + retired_offset);
+    if (!create) {
+        return; // the previous image's objects, with their values
     }
-    // The mapping is zero-filled already; placement-new starts the atomics' lifetimes.
+    // The memfd is zero-filled; placement-new starts the objects' lifetimes.
+    new (header_) Header{page_magic, slots_, threads_, {0}, {}};
     for (std::size_t i = 0; i < slots_; ++i) {
-        unsigned char* at = base_ + i * stride_;
+        new (&retired_[i]) Retired{};
+        unsigned char* at = base_ + slots_offset_ + i * stride_;
         new (at) WorkerSlot;
+        slot(i).position.store(static_cast<std::uint32_t>(i), std::memory_order_relaxed);
         for (std::size_t t = 0; t < threads_; ++t) {
             new (at + sizeof(WorkerSlot) + t * sizeof(ThreadLine)) ThreadLine;
         }
@@ -72,22 +124,31 @@ StatsPage::StatsPage(std::size_t slots, std::size_t threads)
 
 StatsPage::~StatsPage() {
     // WorkerSlot and ThreadLine hold only atomics (trivially destructible): just unmap.
-    ::munmap(base_, bytes_ == 0 ? cache_line : bytes_);
+    ::munmap(base_, bytes_);
+    ::close(fd_);
+}
+
+void StatsPage::set_positions(std::size_t n) {
+    header_->positions.store(n, std::memory_order_relaxed);
+}
+
+std::size_t StatsPage::positions() const {
+    return header_->positions.load(std::memory_order_relaxed);
 }
 
 WorkerSlot& StatsPage::slot(std::size_t i) {
     assert(i < slots_);
-    return *std::launder(reinterpret_cast<WorkerSlot*>(base_ + i * stride_));
+    return *std::launder(reinterpret_cast<WorkerSlot*>(base_ + slots_offset_ + i * stride_));
 }
 
 const WorkerSlot& StatsPage::slot(std::size_t i) const {
     assert(i < slots_);
-    return *std::launder(reinterpret_cast<const WorkerSlot*>(base_ + i * stride_));
+    return *std::launder(reinterpret_cast<const WorkerSlot*>(base_ + slots_offset_ + i * stride_));
 }
 
 ThreadLine& StatsPage::thread_line(std::size_t slot, std::size_t thread) {
     assert(slot < slots_ && thread < threads_);
-    return *std::launder(reinterpret_cast<ThreadLine*>(base_ + slot * stride_ +
+    return *std::launder(reinterpret_cast<ThreadLine*>(base_ + slots_offset_ + slot * stride_ +
                                                        sizeof(WorkerSlot) +
                                                        thread * sizeof(ThreadLine)));
 }
@@ -95,13 +156,14 @@ ThreadLine& StatsPage::thread_line(std::size_t slot, std::size_t thread) {
 const ThreadLine& StatsPage::thread_line(std::size_t slot, std::size_t thread) const {
     assert(slot < slots_ && thread < threads_);
     return *std::launder(reinterpret_cast<const ThreadLine*>(
-        base_ + slot * stride_ + sizeof(WorkerSlot) + thread * sizeof(ThreadLine)));
+        base_ + slots_offset_ + slot * stride_ + sizeof(WorkerSlot) + thread * sizeof(ThreadLine)));
 }
 
 void StatsPage::retire(std::size_t i) {
     std::lock_guard lock(mutex_);
     WorkerSlot& s = slot(i);
-    Cumulative& r = retired_[i];
+    const std::size_t p = position_of(i);
+    Cumulative& r = retired_[p].cumulative;
     // The worker is reaped, so nothing writes the slot any more: a load then a store of
     // zero loses nothing.
     for (std::size_t k = 0; k < idx::count; ++k) {
@@ -110,7 +172,7 @@ void StatsPage::retire(std::size_t i) {
     }
     for (std::size_t t = 0; t < threads_; ++t) {
         ThreadLine& line = thread_line(i, t);
-        retired_gil_ns_[i] += line.gil_wait_ns.load(std::memory_order_relaxed);
+        retired_[p].gil_ns += line.gil_wait_ns.load(std::memory_order_relaxed);
         line.gil_wait_ns.store(0, std::memory_order_relaxed);
         line.busy.store(0, std::memory_order_relaxed);
     }
@@ -120,42 +182,58 @@ void StatsPage::retire(std::size_t i) {
     s.connections_open.store(0, std::memory_order_relaxed);
     s.loop_busy_ppm.store(0, std::memory_order_relaxed);
     s.ready.store(0, std::memory_order_relaxed);
+    s.recycle.store(0, std::memory_order_relaxed);
     s.pid.store(0, std::memory_order_release);
 }
 
-Cumulative StatsPage::totals(std::size_t i) const {
-    const WorkerSlot& s = slot(i);
-    Cumulative out = retired_[i];
-    for (std::size_t k = 0; k < idx::count; ++k) {
-        out[k] += s.cumulative[k].load(std::memory_order_relaxed);
+std::size_t StatsPage::position_of(std::size_t i) const {
+    const std::size_t p = slot(i).position.load(std::memory_order_relaxed);
+    return p < slots_ ? p : i;
+}
+
+Cumulative StatsPage::totals(std::size_t p) const {
+    Cumulative out = retired_[p].cumulative;
+    for (std::size_t i = 0; i < slots_; ++i) {
+        if (position_of(i) != p) {
+            continue;
+        }
+        const WorkerSlot& s = slot(i);
+        for (std::size_t k = 0; k < idx::count; ++k) {
+            out[k] += s.cumulative[k].load(std::memory_order_relaxed);
+        }
     }
     return out;
 }
 
-std::uint64_t StatsPage::gil_wait_ns(std::size_t i) const {
-    std::uint64_t ns = retired_gil_ns_[i];
-    for (std::size_t t = 0; t < threads_; ++t) {
-        ns += thread_line(i, t).gil_wait_ns.load(std::memory_order_relaxed);
+std::uint64_t StatsPage::gil_wait_ns(std::size_t p) const {
+    std::uint64_t ns = retired_[p].gil_ns;
+    for (std::size_t i = 0; i < slots_; ++i) {
+        if (position_of(i) != p) {
+            continue;
+        }
+        for (std::size_t t = 0; t < threads_; ++t) {
+            ns += thread_line(i, t).gil_wait_ns.load(std::memory_order_relaxed);
+        }
     }
     return ns;
 }
 
 void StatsPage::add_retired_cpu(std::size_t i, std::uint64_t ns) {
     std::lock_guard lock(mutex_);
-    retired_cpu_ns_[i] += ns;
+    retired_[position_of(i)].cpu_ns += ns;
 }
 
 std::uint64_t StatsPage::retired_cpu_ns(std::size_t i) const {
-    return retired_cpu_ns_[i];
+    return retired_[i].cpu_ns;
 }
 
 void StatsPage::note_restart(RestartReason reason) {
     std::lock_guard lock(mutex_);
-    ++restarts_[static_cast<std::size_t>(reason)];
+    ++header_->restarts[static_cast<std::size_t>(reason)];
 }
 
 std::uint64_t StatsPage::restarts(RestartReason reason) const {
-    return restarts_[static_cast<std::size_t>(reason)];
+    return header_->restarts[static_cast<std::size_t>(reason)];
 }
 
 } // namespace appserver::metrics

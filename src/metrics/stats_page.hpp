@@ -54,10 +54,16 @@ enum class RestartReason : std::size_t {
     crash,        // died (signal, non-zero exit) after it was serving
     boot_failure, // died before it was ready
     exit,         // exited with status 0 by itself
+    max_requests, // recycled: --max-requests
+    lifetime,     // recycled: --workers-lifetime
+    max_rss,      // recycled: --workers-max-rss
+    reload,       // replaced by a reload (SIGHUP)
+    request_timeout, // replaced around a thread stuck past --request-timeout
     count_
 };
 inline constexpr std::array<std::string_view, static_cast<std::size_t>(RestartReason::count_)>
-    restart_reason_labels{"crash", "boot_failure", "exit"};
+    restart_reason_labels{"crash",    "boot_failure", "exit",   "max_requests",
+                          "lifetime", "max_rss",      "reload", "request_timeout"};
 
 // ---- histogram bucket bounds (seconds; +Inf is implicit) ---------------------------------
 
@@ -109,6 +115,13 @@ struct alignas(64) WorkerSlot {
     // Lifecycle: pid written by the master at fork; ready by the worker once it serves.
     std::atomic<std::int32_t> pid{0};
     std::atomic<std::uint32_t> ready{0};
+    // Which worker (the `worker` label, 0..--workers-1) this process is. A replacement runs
+    // in a slot of its own beside its predecessor; both count towards the same worker.
+    // Written by the master before the fork.
+    std::atomic<std::uint32_t> position{0};
+    // Set by the worker when it wants to be replaced: 1 --max-requests reached, 2 a thread
+    // stuck past --request-timeout was written off.
+    std::atomic<std::uint32_t> recycle{0};
     // Gauges.
     std::atomic<std::uint64_t> queue_depth{0};    // written under the backlog's lock
     std::atomic<std::uint64_t> queue_capacity{0};
@@ -137,17 +150,24 @@ void observe(WorkerSlot& slot, std::size_t base, const std::array<double, N>& bo
     bump(slot.cumulative[base + N + 1], ns);
 }
 
-// The region: mapped once by the master, inherited by every worker.
+// The region: mapped once by the master, inherited by every worker. It lives in a memfd,
+// so a master that re-executes itself (a reload with the app imported in the master)
+// maps the same counters again: nothing is lost, nothing counts twice.
 class StatsPage {
 public:
     // Room for `slots` workers (more than --workers, so resizing and rolling reloads can
     // add workers without remapping), each with `threads` thread lines.
     StatsPage(std::size_t slots, std::size_t threads);
+    // Maps the region of a previous master image (its fd, inherited across exec); throws
+    // when it is not one.
+    explicit StatsPage(int fd);
     ~StatsPage();
     StatsPage(const StatsPage&) = delete;
     StatsPage& operator=(const StatsPage&) = delete;
 
     std::size_t slots() const { return slots_; }
+    // The memfd behind the region (close-on-exec; the master clears that to hand it on).
+    int fd() const { return fd_; }
     std::size_t threads() const { return threads_; }
     WorkerSlot& slot(std::size_t i);
     ThreadLine& thread_line(std::size_t slot, std::size_t thread);
@@ -156,9 +176,9 @@ public:
     const ThreadLine& thread_line(std::size_t slot, std::size_t thread) const;
 
     // ---- master only -----------------------------------------------------------------
-    // The worker in slot i is gone (reaped): add its cumulative values to the slot's
-    // retired totals and zero the slot for its successor. Under mutex(), so a scrape never
-    // sees a value twice or not at all.
+    // The worker in slot i is gone (reaped): add its cumulative values to the retired
+    // totals of its position (the worker number) and zero the slot for its successor.
+    // Under mutex(), so a scrape never sees a value twice or not at all.
     void retire(std::size_t i);
     // The readers below take no lock (a scrape calls them all under one hold of mutex()):
     // hold mutex() when another thread may retire() or add to the totals at the same time.
@@ -166,28 +186,39 @@ public:
     // appserver_worker_cpu_seconds_total from dipping, call add_retired_cpu(i, ...) before
     // retire(i): until retire() clears the pid the scrape adds the live /proc figure, which
     // is gone once the process is reaped.
-    // Cumulative values of slot i as a scrape reports them: retired + live.
-    Cumulative totals(std::size_t i) const;
-    std::uint64_t gil_wait_ns(std::size_t i) const; // retired + live threads
-    // CPU time (user + system, ns) of the workers that ran in slot i and are gone (from
-    // wait4's rusage), so appserver_worker_cpu_seconds_total survives a replacement.
+    // Cumulative values of worker position p as a scrape reports them: retired + live
+    // (every slot whose position is p). Positions start out equal to slot indexes.
+    Cumulative totals(std::size_t p) const;
+    std::uint64_t gil_wait_ns(std::size_t p) const; // retired + live threads
+    // CPU time (user + system, ns) of the gone workers of slot i's position (wait4's
+    // rusage), so appserver_worker_cpu_seconds_total survives a replacement.
     void add_retired_cpu(std::size_t i, std::uint64_t ns);
-    std::uint64_t retired_cpu_ns(std::size_t i) const;
+    std::uint64_t retired_cpu_ns(std::size_t p) const;
+    // The position slot i counts towards.
+    std::size_t position_of(std::size_t i) const;
     void note_restart(RestartReason reason);
     std::uint64_t restarts(RestartReason reason) const;
+    // How many workers the server runs now (--workers, changed by SIGTTIN/SIGTTOU);
+    // positions 0..positions()-1 are reported. 0 until the master sets it.
+    void set_positions(std::size_t n);
+    std::size_t positions() const;
     // Held by retire() and by the scrape while it reads.
     std::mutex& mutex() const { return mutex_; }
 
 private:
-    std::size_t slots_;
-    std::size_t threads_;
-    std::size_t stride_;
-    std::size_t bytes_;
+    struct Header;
+    struct Retired;
+    void map(bool create);
+
+    std::size_t slots_ = 0;
+    std::size_t threads_ = 0;
+    std::size_t stride_ = 0;
+    std::size_t slots_offset_ = 0;
+    std::size_t bytes_ = 0;
+    int fd_ = -1;
     unsigned char* base_ = nullptr;
-    std::vector<Cumulative> retired_;
-    std::vector<std::uint64_t> retired_gil_ns_;
-    std::vector<std::uint64_t> retired_cpu_ns_;
-    std::array<std::uint64_t, restart_reason_labels.size()> restarts_{};
+    Header* header_ = nullptr;
+    Retired* retired_ = nullptr; // per position; written by the master only
     mutable std::mutex mutex_;
 };
 

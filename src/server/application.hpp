@@ -6,6 +6,8 @@
 #include "net/socket_io.hpp"
 
 #include <atomic>
+#include <cstdint>
+#include <string>
 
 namespace appserver::server {
 
@@ -34,6 +36,14 @@ public:
     // Must not throw: failures become error responses (or an aborted response once bytes
     // were sent).
     virtual void handle(Exchange& exchange) noexcept = 0;
+    // --request-timeout: the request on the blocking thread `thread` (its pthread_self())
+    // got its 504 and still runs. Called on a watchdog thread of the worker, never on the
+    // event loop (it may wait for the GIL): log what the thread is doing, with `what`, and
+    // interrupt it where the runtime allows.
+    virtual void interrupt(std::uint64_t thread, const std::string& what) {
+        (void)thread;
+        (void)what;
+    }
     // True for an application that never blocks (pure C++, e.g. the benchmark ceiling
     // route): the worker then runs it on the event-loop thread, with no hand-off.
     virtual bool runs_inline() const { return false; }

@@ -3,6 +3,7 @@
 
 #include "http/field_list.hpp"
 #include "log/access_log.hpp"
+#include "net/proxy.hpp"
 #include "log/log.hpp"
 #include "log/throttle.hpp"
 #include "server/application.hpp"
@@ -54,6 +55,30 @@ bool usable_request_id(std::string_view id) {
     return true;
 }
 
+// --forwarded-allow-ips, parsed once per event-loop thread (the option was validated when
+// it was read; a list that still does not parse trusts nobody). Keyed by the text, so a
+// test that runs workers with other configs in one process gets its own.
+const net::TrustedProxies& trusted_proxies(const Config& config) {
+    struct Cache {
+        bool ready = false;
+        std::string source;
+        net::TrustedProxies trusted;
+    };
+    thread_local Cache cache;
+    if (!cache.ready || cache.source != config.forwarded_allow_ips) {
+        std::string error;
+        auto parsed = net::TrustedProxies::parse(config.forwarded_allow_ips, &error);
+        if (!parsed) {
+            spdlog::error("--forwarded-allow-ips: value '{}' {}; no peer is trusted",
+                          config.forwarded_allow_ips, error);
+        }
+        cache.trusted = parsed.value_or(net::TrustedProxies{});
+        cache.source = config.forwarded_allow_ips;
+        cache.ready = true;
+    }
+    return cache.trusted;
+}
+
 std::optional<std::string_view> request_field(const void* context, std::string_view name) {
     const auto& head = *static_cast<const http::RequestHead*>(context);
     for (const auto& field : head.headers) {
@@ -82,7 +107,53 @@ void Connection::start() {
     }
     socket_.non_blocking(true);
     deadline_ = clock::now() + seconds(config_.header_read_timeout);
+    if (config_.proxy_protocol) {
+        // The header says who the client is: only a trusted proxy may say that.
+        if (!peer_trusted(trusted_proxies(config_))) {
+            if (log::client_events().allow()) {
+                spdlog::info("connection from {} closed: --proxy-protocol headers are accepted "
+                             "only from --forwarded-allow-ips",
+                             remote_addr_.empty() ? "a unix socket" : remote_addr_);
+            }
+            close(CloseReason::bad_request);
+            return;
+        }
+        awaiting_proxy_header_ = true;
+    }
     do_read();
+}
+
+// The PROXY header is read here, on the loop, within the header-read deadline, before any
+// byte goes to the HTTP parser. Anything else at the start of the connection closes it
+// with no answer: an HTTP answer would tell whoever sent it nothing they may rely on.
+bool Connection::take_proxy_header() {
+    const net::ProxyHeader h =
+        net::parse_proxy_header(std::string_view(rbuf_.get() + rbeg_, rend_ - rbeg_));
+    switch (h.status) {
+    case net::ProxyHeader::Status::incomplete:
+        do_read();
+        return false;
+    case net::ProxyHeader::Status::invalid:
+        if (log::client_events().allow()) {
+            spdlog::info("connection from {} closed: {}",
+                         remote_addr_.empty() ? "a unix socket" : remote_addr_, h.error);
+        }
+        close(CloseReason::bad_request);
+        return false;
+    case net::ProxyHeader::Status::done:
+        break;
+    }
+    awaiting_proxy_header_ = false;
+    rbeg_ += h.size;
+    if (h.has_source) {
+        set_peer(h.source, h.source_port);
+    }
+    if (rbeg_ == rend_) {
+        rbeg_ = rend_ = 0;
+        do_read();
+        return false;
+    }
+    return true;
 }
 
 void Connection::do_read() {
@@ -108,6 +179,9 @@ void Connection::on_read(const boost::system::error_code& ec, std::size_t n) {
         return;
     }
     rend_ += n;
+    if (awaiting_proxy_header_ && !take_proxy_header()) {
+        return;
+    }
     process_buffer();
 }
 
@@ -243,9 +317,19 @@ void Connection::serve_health() {
 
 void Connection::dispatch() {
     end_prebuffer();
+    if (head().forwarding) {
+        // Only requests that carry one of the five fields (the parser noticed) get here.
+        apply_forwarding(trusted_proxies(config_));
+    }
     phase_ = Phase::queued;
     queued_at_ = clock::now();
     ensure_request_id();
+    if (config_.request_timeout > 0) {
+        // For a 504 while the thread has the exchange (and so the head): copied now.
+        request_target_.assign(head().target_view());
+        request_version_ =
+            static_cast<std::uint8_t>(head().version_major * 10 + head().version_minor);
+    }
     auto self = shared_from_this();
     if (is_health_request()) {
         serve_health();
@@ -266,11 +350,12 @@ void Connection::dispatch() {
     }
 }
 
-void Connection::record_request(int status, std::uint64_t response_bytes) {
+void Connection::record_request(int status, std::uint64_t response_bytes, bool body_known) {
     if (request_recorded_) {
         return;
     }
     request_recorded_ = true;
+    worker_.note_request_done();
     const auto duration = request_start_ == clock::time_point{} ? clock::duration::zero()
                                                                 : clock::now() - request_start_;
     metrics::WorkerSlot& stats = worker_.stats();
@@ -280,18 +365,22 @@ void Connection::record_request(int status, std::uint64_t response_bytes) {
                                    metrics::code_index(status)]);
     metrics::observe(stats, metrics::idx::request_duration, metrics::request_duration_bounds,
                      nanoseconds(duration));
-    metrics::bump(stats.cumulative[metrics::idx::request_body_bytes], parser_.body_received());
+    // Not while a blocking thread may still be reading the body (a 504 from the loop): the
+    // parser is the thread's then, and so are the head's bytes (trailers grow them); the
+    // request line was copied aside at dispatch for that case.
+    const std::uint64_t body_bytes = body_known ? parser_.body_received() : 0;
+    metrics::bump(stats.cumulative[metrics::idx::request_body_bytes], body_bytes);
     metrics::bump(stats.cumulative[metrics::idx::response_body_bytes], response_bytes);
     if (log::AccessLog* access = worker_.access_log(); access != nullptr) {
         log::AccessRecord r;
         r.remote_addr = remote_addr_;
         r.remote_port = remote_port_;
         r.method = method;
-        r.target = head().target_view();
-        r.version_major = head().version_major;
-        r.version_minor = head().version_minor;
+        r.target = body_known ? head().target_view() : std::string_view(request_target_);
+        r.version_major = body_known ? head().version_major : request_version_ / 10;
+        r.version_minor = body_known ? head().version_minor : request_version_ % 10;
         r.status = status;
-        r.request_body_bytes = parser_.body_received();
+        r.request_body_bytes = body_bytes;
         r.response_body_bytes = response_bytes;
         r.duration = std::chrono::duration_cast<std::chrono::nanoseconds>(duration);
         r.start = std::chrono::system_clock::now() -
@@ -299,9 +388,11 @@ void Connection::record_request(int status, std::uint64_t response_bytes) {
         r.request_id = request_id_;
         r.worker = worker_.index();
         r.context = this;
-        r.request_header = [](const void* c, std::string_view name) {
-            return request_field(&static_cast<const Connection*>(c)->head(), name);
-        };
+        if (body_known) {
+            r.request_header = [](const void* c, std::string_view name) {
+                return request_field(&static_cast<const Connection*>(c)->head(), name);
+            };
+        }
         r.response_header = [](const void* c, std::string_view name) {
             return static_cast<const Connection*>(c)->response_header(name);
         };
@@ -355,6 +446,10 @@ void Connection::on_exchange_done() {
         return;
     }
     record_exchange();
+    if (timed_out()) {
+        close(CloseReason::response); // answered 504 by the loop: the write side is shut
+        return;
+    }
     // keep_alive() is what the response told the client. One that said keep-alive
     // (sent before a graceful stop began) is followed by the client's next request at
     // once: closing now would lose it, so it is read (for drain_grace() at most) and
@@ -475,10 +570,25 @@ void Connection::lingering_close() {
 }
 
 void Connection::check_deadline(clock::time_point now) {
+    if (phase_ == Phase::queued) {
+        if (config_.request_timeout > 0) {
+            check_request_timeout(now);
+        }
+        return;
+    }
     if (now < deadline_) {
         return;
     }
     if (phase_ == Phase::reading) {
+        if (awaiting_proxy_header_) {
+            if (rend_ > rbeg_ && log::client_events().allow()) {
+                spdlog::info("connection from {} closed: its PROXY protocol header did not "
+                             "arrive in time",
+                             remote_addr_.empty() ? "a unix socket" : remote_addr_);
+            }
+            close(worker_.draining() ? CloseReason::shutdown : CloseReason::read_timeout);
+            return;
+        }
         if (parser_.head_done()) {
             ensure_request_id();
             if (log::client_events().allow()) {
@@ -526,6 +636,53 @@ void Connection::shutdown_if_idle() {
     if (phase_ == Phase::reading && !parser_.head_done()) {
         deadline_ = std::min(deadline_, clock::now() + worker_.drain_grace());
     }
+}
+
+// --request-timeout: the app has not started its response in time. The loop answers 504
+// itself (the client is not left waiting for the thread), shuts the write side so nothing
+// the app sends later reaches the client, and has the thread's stack logged and the thread
+// interrupted. The thread keeps the exchange until it lets go; one that does not within
+// another request timeout is written off (the worker is replaced around it).
+void Connection::check_request_timeout(clock::time_point now) {
+    const std::int64_t started = app_started_ns();
+    if (started == 0) {
+        return; // still queued (--request-queue-timeout's business), or back from the app
+    }
+    const auto limit = seconds(config_.request_timeout);
+    const auto running = now.time_since_epoch() - std::chrono::nanoseconds(started);
+    if (timed_out()) {
+        if (!written_off_ && running >= 2 * limit) {
+            written_off_ = true;
+            worker_.write_off_thread(app_thread(), describe_request());
+        }
+        return;
+    }
+    if (running < limit || !claim_timeout()) {
+        return; // in time, or the app's response is already under way
+    }
+    const bool with_body = !parser_.head_method();
+    const std::string_view message = "Gateway Timeout: the application did not answer in time";
+    const std::string out = http::canned_response(504, message, true, {}, with_body);
+    // Nothing was written on this exchange yet and the answer is small: the socket takes
+    // it at once (what it does not take is lost with the connection anyway).
+    (void)::send(fd_, out.data(), out.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    ::shutdown(fd_, SHUT_WR);
+    record_request(504, with_body ? message.size() + 1 : 0, false);
+    const std::string what = describe_request();
+    {
+        log::RequestIdScope id(request_id_);
+        spdlog::error("request timed out after {}s in the application (--request-timeout); "
+                      "answered 504: {}",
+                      config_.request_timeout, what);
+    }
+    worker_.report_timeout(app_thread(), what);
+}
+
+std::string Connection::describe_request() const {
+    std::string out(parser_.method_name());
+    out.append(" ").append(request_target_).append(" from ").append(remote_addr_);
+    out.append(" (request id ").append(request_id_).append(")");
+    return out;
 }
 
 void Connection::answer_expired() {

@@ -56,6 +56,9 @@ public:
 private:
     void do_read();
     void on_read(const boost::system::error_code& ec, std::size_t n);
+    // --proxy-protocol: consumes the PROXY header at the start of the buffer; false when
+    // the connection must wait for more bytes or was closed (not a valid header).
+    bool take_proxy_header();
     void process_buffer();
     void dispatch();
     // Whether to go on reading a request body in the loop before queueing the request
@@ -74,7 +77,10 @@ private:
 
     // The one completion point of a request, whatever path its response took: counts it
     // (metrics) and writes its access-log line. At most once per request.
-    void record_request(int status, std::uint64_t response_bytes);
+    void record_request(int status, std::uint64_t response_bytes, bool body_known = true);
+    void check_request_timeout(clock::time_point now);
+    // "GET /path from 10.0.0.1 (request id ...)", for log lines about a stuck request.
+    std::string describe_request() const;
     // A request back from its blocking thread (or answered on the loop): records it.
     void record_exchange();
     Worker& worker_;
@@ -84,11 +90,15 @@ private:
     clock::time_point queued_at_;
     clock::time_point request_start_; // first byte of the current request
     bool request_recorded_ = false;
+    bool written_off_ = false; // its thread was written off after a request timeout
+    std::string request_target_;        // copied at dispatch when --request-timeout is on
+    std::uint8_t request_version_ = 11; // the same: major * 10 + minor
     metrics::CloseReason linger_reason_ = metrics::CloseReason::response;
     bool lingering_ = false;
     std::size_t linger_dropped_ = 0;
     std::size_t tail_sent_ = 0; // bytes of the deferred tail the client has taken
     std::size_t prebuffer_reserved_ = 0; // of the worker's prebuffer budget, while reading a body
+    bool awaiting_proxy_header_ = false;  // --proxy-protocol: nothing else is read before it
 };
 
 } // namespace appserver::server

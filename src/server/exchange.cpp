@@ -53,7 +53,27 @@ Exchange::Exchange(const Config& config, const ServerInfo& server,
     iov_.reserve(16);
 }
 
+bool Exchange::claim_response() {
+    std::uint8_t open = verdict_open;
+    if (verdict_.load(std::memory_order_relaxed) == verdict_app ||
+        verdict_.compare_exchange_strong(open, verdict_app, std::memory_order_acq_rel)) {
+        return true;
+    }
+    // The event loop answered 504 (--request-timeout): what the app sends now goes nowhere.
+    client_gone_ = true;
+    keep_alive_ = false;
+    aborted_ = true;
+    return false;
+}
+
+bool Exchange::claim_timeout() {
+    std::uint8_t open = verdict_open;
+    return verdict_.compare_exchange_strong(open, verdict_timed_out, std::memory_order_acq_rel);
+}
+
 void Exchange::reset_exchange() {
+    verdict_.store(verdict_open, std::memory_order_relaxed);
+    app_started_ns_.store(0, std::memory_order_relaxed);
     request_id_.clear();
     queue_wait_ns_ = -1;
     expired_ = false;
@@ -78,6 +98,46 @@ void Exchange::reset_exchange() {
     keep_alive_ = true;
     body_sent_ = 0;
     read_timeout_override_ = -1.0;
+    if (forwarding_.applied) {
+        forwarding_ = {};
+        if (client_forwarded_) {
+            remote_addr_.swap(peer_addr_); // no allocation: the two buffers trade places
+            remote_port_ = peer_port_;
+            client_forwarded_ = false;
+        }
+    }
+}
+
+// ---- proxies ----------------------------------------------------------------------------
+
+bool Exchange::peer_trusted(const net::TrustedProxies& trusted) {
+    if (peer_trust_ == PeerTrust::unknown) {
+        const std::string& peer = client_forwarded_ ? peer_addr_ : remote_addr_;
+        peer_trust_ = trusted.trusts_peer(peer) ? PeerTrust::trusted : PeerTrust::untrusted;
+    }
+    return peer_trust_ == PeerTrust::trusted;
+}
+
+void Exchange::set_peer(const net::IpAddress& address, std::uint16_t port) {
+    net::format_ip(address, remote_addr_);
+    remote_port_ = port;
+    peer_trust_ = PeerTrust::unknown; // the next hop out: trusted or not on its own merits
+}
+
+void Exchange::apply_forwarding(const net::TrustedProxies& trusted) {
+    if (!peer_trusted(trusted)) {
+        return; // the headers stay plain headers
+    }
+    forwarding_ = net::resolve_forwarding(parser_.head(), trusted);
+    if (forwarding_.has_client) {
+        if (!client_forwarded_) {
+            peer_addr_.swap(remote_addr_);
+            peer_port_ = remote_port_;
+            client_forwarded_ = true;
+        }
+        net::format_ip(forwarding_.client, remote_addr_);
+        remote_port_ = forwarding_.client_port;
+    }
 }
 
 // ---- request body ---------------------------------------------------------------------
@@ -434,6 +494,9 @@ bool Exchange::send(std::span<const std::string_view> parts, bool last,
     }
     iov_.clear();
     if (!head_sent_) {
+        if (!claim_response()) {
+            return false;
+        }
         prepare_head(total, last);
         iov_.push_back({head_buf_.data(), head_buf_.size()});
         head_sent_ = true;
@@ -505,6 +568,9 @@ bool Exchange::send_file(int file_fd, std::int64_t offset, std::uint64_t count, 
     }
     iov_.clear();
     if (!head_sent_) {
+        if (!claim_response()) {
+            return false;
+        }
         prepare_head(count, last);
         iov_.push_back({head_buf_.data(), head_buf_.size()});
         head_sent_ = true;
@@ -583,7 +649,7 @@ bool Exchange::finish(net::BlockingScope& scope) {
 
 bool Exchange::send_error(int code, std::string_view message, net::BlockingScope& scope,
                           std::string_view extra_headers) {
-    if (head_sent_ || client_gone_) {
+    if (head_sent_ || client_gone_ || !claim_response()) {
         return false;
     }
     keep_alive_ = false;

@@ -6,6 +6,7 @@
 
 #include "http/parser.hpp"
 #include "http/response.hpp"
+#include "net/proxy.hpp"
 #include "net/socket_io.hpp"
 
 #include <appserver/config.hpp>
@@ -44,6 +45,9 @@ public:
     std::uint16_t remote_port() const { return remote_port_; }
     const ServerInfo& server() const { return server_; }
     const Config& config() const { return config_; }
+    // What the request's forwarding headers said, when its peer is a trusted proxy
+    // (remote_addr() is then already the client's); applied == false otherwise.
+    const net::Forwarding& forwarding() const { return forwarding_; }
 
     // Body access, blocking: fill_body() makes at least one byte available in
     // staged_body() unless the body has ended (returns false, body_error() empty) or the
@@ -107,6 +111,32 @@ public:
     // Set by the blocking thread that took the request; read by the loop once it is back.
     void note_queue_wait(std::uint64_t ns) { queue_wait_ns_ = static_cast<std::int64_t>(ns); }
     void note_expired() { expired_ = true; }
+
+    // --request-timeout. Who answers the request: the app (its response head) or the event
+    // loop (504, once the app ran too long); whoever claims it first. Atomic because the
+    // loop decides while the blocking thread owns the exchange.
+    static constexpr std::uint8_t verdict_open = 0;
+    static constexpr std::uint8_t verdict_app = 1;
+    static constexpr std::uint8_t verdict_timed_out = 2;
+    // Blocking thread, before the first response byte: false (and the exchange aborted)
+    // when the loop already answered.
+    bool claim_response();
+    // Event loop: true when it may answer 504 (the app has sent nothing).
+    bool claim_timeout();
+    bool timed_out() const {
+        return verdict_.load(std::memory_order_acquire) == verdict_timed_out;
+    }
+    // Set by the blocking thread around the app (steady-clock ns; 0: not in the app) and
+    // the thread that runs it (pthread_self()), for the loop's timeout check.
+    void note_app_start(std::int64_t ns, std::uint64_t thread) {
+        app_thread_ = thread;
+        app_started_ns_.store(ns, std::memory_order_release);
+    }
+    void note_app_end() { app_started_ns_.store(0, std::memory_order_release); }
+    std::int64_t app_started_ns() const {
+        return app_started_ns_.load(std::memory_order_acquire);
+    }
+    std::uint64_t app_thread() const { return app_thread_; }
     void note_abandoned() { abandoned_ = true; }
 
     // After the app is done, on the same thread: drain an unread small body so the
@@ -136,6 +166,17 @@ public:
 protected:
     // Prepares the per-request state for the next message on this connection.
     void reset_exchange();
+
+    // ---- proxies (event loop, before the request is queued) ------------------------------
+    // Whether the connection's peer (the socket's, or the one a PROXY protocol header
+    // named) is in trusted: decided once per connection.
+    bool peer_trusted(const net::TrustedProxies& trusted);
+    // A PROXY protocol header named the connection's real peer.
+    void set_peer(const net::IpAddress& address, std::uint16_t port);
+    // Believes the current request's forwarding headers if the peer is trusted: the
+    // client's address replaces remote_addr()/remote_port() (logs, REMOTE_ADDR) until
+    // reset_exchange() puts the peer's back, and forwarding() holds the rest.
+    void apply_forwarding(const net::TrustedProxies& trusted);
     // Measurement only (bench/native/pyfloor): response bytes are dropped instead of
     // written, so what is timed is the application side alone.
     void discard_output(bool on) { discard_output_ = on; }
@@ -156,6 +197,9 @@ protected:
     void release_deferred_tail();
 
     std::string request_id_;
+    std::atomic<std::uint8_t> verdict_{verdict_open};
+    std::atomic<std::int64_t> app_started_ns_{0};
+    std::uint64_t app_thread_ = 0; // written before app_started_ns_ (release), read after
     std::int64_t queue_wait_ns_ = -1; // -1: never taken from the queue
     bool expired_ = false;
     bool abandoned_ = false;
@@ -199,6 +243,13 @@ private:
     std::string* hold_ = nullptr;
     std::size_t hold_limit_ = 0;
     bool held_ = false;
+
+    net::Forwarding forwarding_;
+    std::string peer_addr_;           // the peer's, while remote_addr_ holds a forwarded client
+    std::uint16_t peer_port_ = 0;
+    bool client_forwarded_ = false;
+    enum class PeerTrust : std::uint8_t { unknown, trusted, untrusted };
+    PeerTrust peer_trust_ = PeerTrust::unknown;
 };
 
 } // namespace appserver::server

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "net/listener.hpp"
+#include "server/reexec.hpp"
 
 #include <appserver/config.hpp>
 
@@ -42,6 +43,8 @@ public:
     virtual void leave_wait() {}
     // The runtime's version for appserver_build_info ("3.11.7"); empty when none.
     virtual std::string runtime_version() const { return {}; }
+    // Before the master re-executes itself (a reload): write out what is buffered.
+    virtual void before_exec() {}
 };
 
 // In a worker: tell the master this worker is serving (its event loop runs). A worker
@@ -57,7 +60,10 @@ unsigned own_stats_slot_index();
 // Runs until the workers are stopped; returns the master's exit code. run_worker runs in
 // each forked child (with SIGINT/SIGTERM/SIGQUIT/SIGCHLD/SIGHUP still blocked; the worker
 // unblocks them once its handlers are in place) and its result is the child's exit code.
+// inherited: what a previous image of this master handed over (a reload by re-exec); its
+// workers go on serving and are replaced one at a time. Null when started afresh.
 int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& hooks,
-               const std::function<int(unsigned index)>& run_worker);
+               const std::function<int(unsigned index)>& run_worker,
+               const Inheritance* inherited = nullptr);
 
 } // namespace appserver::server

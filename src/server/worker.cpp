@@ -119,6 +119,14 @@ Worker::Worker(const Config& config, const net::ListenSocket& listener, Applicat
     for (int i = 0; i < 16; ++i) {
         request_id_prefix_[i] = hex[(seed >> (60 - 4 * i)) & 0xf];
     }
+    if (config.max_requests > 0) {
+        // Each worker its own share of the jitter, so workers started together are not all
+        // replaced together (the seed is random per worker start).
+        recycle_after_ = config.max_requests +
+                         (config.max_requests_jitter > 0
+                              ? (seed >> 1) % (config.max_requests_jitter + 1)
+                              : 0);
+    }
     backlog_.set_contention(app.contention());
     if (listener.family == AF_UNIX) {
         server_info_.name = "localhost";
@@ -137,6 +145,56 @@ Worker::~Worker() {
         if (t.joinable()) {
             t.detach();
         }
+    }
+}
+
+// The master starts a successor and, once it serves, asks this worker to drain; until
+// then this one goes on serving. reason: 1 --max-requests, 2 a thread written off.
+void Worker::ask_for_replacement(std::uint32_t reason) {
+    if (reason == 1) {
+        spdlog::info("worker {}: served {} requests (--max-requests {}, jitter {}): asking the "
+                     "master for a replacement",
+                     index_, requests_done_, config_.max_requests, config_.max_requests_jitter);
+    }
+    std::uint32_t none = 0;
+    slot_->recycle.compare_exchange_strong(none, reason, std::memory_order_acq_rel);
+}
+
+void Worker::report_timeout(std::uint64_t thread, const std::string& what) {
+    {
+        std::lock_guard lock(watchdog_mutex_);
+        watchdog_jobs_.emplace_back(thread, what);
+    }
+    watchdog_wake_.notify_one();
+}
+
+void Worker::write_off_thread(std::uint64_t thread, const std::string& what) {
+    (void)thread;
+    spdlog::error("worker {}: a blocking thread is still stuck in the application {}s after "
+                  "its request timed out ({}): writing it off; this worker takes no more "
+                  "connections and a replacement is started",
+                  index_, config_.request_timeout, what);
+    written_off_ = true;
+    pause_accepting();
+    ask_for_replacement(2);
+}
+
+// Takes the GIL (or whatever the application needs) to log a stuck thread's stack and
+// interrupt it: work the event loop must never wait for.
+void Worker::watchdog_main() {
+    std::unique_lock lock(watchdog_mutex_);
+    for (;;) {
+        watchdog_wake_.wait(lock, [this] { return watchdog_stop_ || !watchdog_jobs_.empty(); });
+        if (watchdog_jobs_.empty()) {
+            return; // stopping
+        }
+        auto jobs = std::move(watchdog_jobs_);
+        watchdog_jobs_.clear();
+        lock.unlock();
+        for (const auto& [thread, what] : jobs) {
+            app_.interrupt(thread, what);
+        }
+        lock.lock();
     }
 }
 
@@ -198,6 +256,9 @@ int Worker::run() {
     for (unsigned i = 0; i < thread_count; ++i) {
         threads_.emplace_back([this] { blocking_thread_main(); });
     }
+    if (config_.request_timeout > 0 && thread_count > 0) {
+        watchdog_ = std::thread([this] { watchdog_main(); });
+    }
     batch_schedule_event_loop(index_);
     do_accept();
     do_sweep();
@@ -207,6 +268,18 @@ int Worker::run() {
     io_.run();
 
     backlog_.close();
+    if (watchdog_.joinable()) {
+        {
+            std::lock_guard lock(watchdog_mutex_);
+            watchdog_stop_ = true;
+        }
+        watchdog_wake_.notify_one();
+        if (forced_) {
+            watchdog_.detach(); // it may be waiting for a GIL a stuck thread holds
+        } else {
+            watchdog_.join();
+        }
+    }
     if (access_log_ != nullptr) {
         access_log_->flush();
     }
@@ -343,7 +416,7 @@ void Worker::pause_accepting() {
 }
 
 void Worker::resume_accepting_if_room() {
-    if (!accept_paused_) {
+    if (!accept_paused_ || written_off_) {
         return;
     }
     if (backlog_.depth() >= backlog_.capacity()) {
@@ -424,14 +497,25 @@ void Worker::expire_queued(Connection::clock::time_point now) {
         conn->answer_expired();
     }
     expired_.clear();
-    if (config_.workers > 1 && !accept_paused_) {
-        pause_accepting();
-        stuck_pause_ = true;
-        // Not for longer than a request may wait: if every worker is stuck, nobody else
-        // takes the new connections, and they must still get their 503 in time.
-        stuck_pause_until_ =
-            now + std::chrono::duration_cast<Connection::clock::duration>(
-                      std::chrono::duration<double>(config_.request_queue_timeout / 2));
+    if (config_.workers > 1) {
+        // Also when accepting was already paused because the queue was full: that pause
+        // would otherwise last until a thread takes a request, which a stuck worker never
+        // does.
+        if (!accept_paused_) {
+            pause_accepting();
+        }
+        if (!stuck_pause_) {
+            stuck_pause_ = true;
+            // Not for longer than a request may wait: if every worker is stuck, nobody else
+            // takes the new connections, and they must still get their 503 in time.
+            stuck_pause_until_ =
+                now + std::chrono::duration_cast<Connection::clock::duration>(
+                          std::chrono::duration<double>(config_.request_queue_timeout / 2));
+        }
+    } else {
+        // The only worker: nobody else answers new clients, so take them in (the queue has
+        // room again) to answer them, with 503 if the threads stay stuck.
+        resume_accepting_if_room();
     }
 }
 
@@ -453,9 +537,12 @@ void Worker::return_memory_after_burst() {
 // when that is less (a 1 s keep-alive timeout would otherwise fire after up to 2 s), not
 // more often than every 50 ms. While stopping, every 100 ms (drain_grace()).
 std::chrono::milliseconds Worker::sweep_period(const Config& config) {
-    const double shortest =
+    double shortest =
         std::min({config.keep_alive_timeout, config.header_read_timeout, config.read_timeout,
                   config.write_timeout, config.request_queue_timeout});
+    if (config.request_timeout > 0) {
+        shortest = std::min(shortest, config.request_timeout);
+    }
     const double ms = std::clamp(shortest * 1000.0 / 4.0, 50.0, 1000.0);
     return std::chrono::milliseconds(static_cast<long>(ms));
 }
@@ -632,8 +719,16 @@ void Worker::blocking_thread_main() {
                 if (app_time < ResponseCork::max_app_time && backlog_.depth_hint() > 0) {
                     conn->hold_final_write(&cork.staging(), ResponseCork::max_bytes);
                 }
+                if (config_.request_timeout > 0) {
+                    conn->note_app_start(
+                        std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            Connection::clock::now().time_since_epoch())
+                            .count(),
+                        static_cast<std::uint64_t>(::pthread_self()));
+                }
                 app_.handle(*conn);
                 conn->complete(scope);
+                conn->note_app_end();
                 conn->hold_final_write(nullptr, 0);
                 app_time += (Connection::clock::now() - started - app_time) / 8;
             }

@@ -23,6 +23,7 @@
 #include <chrono>
 #include <string>
 #include <memory>
+#include <condition_variable>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -69,6 +70,17 @@ public:
     unsigned index() const { return index_; }
     // A request id for a request whose client sent none (unique per worker and start).
     void make_request_id(std::string& out);
+    // --request-timeout (see Connection::check_request_timeout): have the stuck thread's
+    // stack logged and the thread interrupted (by the watchdog thread, not the loop); and,
+    // when it stays stuck, write it off: stop accepting and ask for a replacement.
+    void report_timeout(std::uint64_t thread, const std::string& what);
+    void write_off_thread(std::uint64_t thread, const std::string& what);
+    // A request is done (answered): --max-requests counts it.
+    void note_request_done() {
+        if (++requests_done_ == recycle_after_) {
+            ask_for_replacement();
+        }
+    }
     // Bytes of finished responses the loop may hold for slow clients (Exchange).
     std::atomic<std::int64_t>& deferred_budget() { return deferred_budget_; }
     static constexpr std::int64_t deferred_bytes_per_worker = 64 * 1024 * 1024;
@@ -168,6 +180,16 @@ private:
     std::unique_ptr<metrics::ThreadLine[]> private_lines_;
     std::atomic<unsigned> next_line_{0};
     std::unique_ptr<log::AccessLog> access_log_;
+    void ask_for_replacement(std::uint32_t reason = 1);
+    void watchdog_main();
+    std::thread watchdog_;
+    std::mutex watchdog_mutex_;
+    std::condition_variable watchdog_wake_;
+    std::vector<std::pair<std::uint64_t, std::string>> watchdog_jobs_; // guarded
+    bool watchdog_stop_ = false;                                      // guarded
+    bool written_off_ = false; // a thread was written off: never accept again
+    std::uint64_t requests_done_ = 0;  // loop thread only
+    std::uint64_t recycle_after_ = 0;  // --max-requests plus this worker's jitter; 0 = never
     char request_id_prefix_[17] = {};
     std::uint64_t request_id_sequence_ = 0;
     std::chrono::steady_clock::time_point busy_sampled_at_{};

@@ -2,6 +2,8 @@
 // shared; header values are decoded as latin-1 straight from the parser's buffer.
 #include "wsgi/environ.hpp"
 
+#include "http/field_list.hpp"
+#include "net/proxy.hpp"
 #include "wsgi/interned.hpp"
 #include "wsgi/types.hpp"
 
@@ -29,6 +31,37 @@ bool set_steal(PyObject* d, PyObject* key, PyObject* value) {
     const int rc = PyDict_SetItem(d, key, value);
     Py_DECREF(value);
     return rc == 0;
+}
+
+// HTTP_HOST, SERVER_NAME and SERVER_PORT as a trusted proxy's forwarding headers say
+// (docs/behaviour.md, Proxies). authority: an absolute-form target's, else empty.
+bool set_forwarded_server(PyObject* env, const net::Forwarding& fwd, const http::RequestHead& head,
+                          std::string_view authority) {
+    std::string_view request_host = authority;
+    if (request_host.empty()) {
+        for (const http::HeaderField& field : head.headers) {
+            if (http::iequals(head.view(field.name), "host")) {
+                request_host = head.view(field.value);
+                break;
+            }
+        }
+    }
+    const net::ForwardedServer server = net::forwarded_server(fwd, request_host);
+    const Interned& k = interned();
+    if (!server.http_host.empty()) {
+        PyObject* host_key = environ_key_for_header("host");
+        const bool ok = host_key != nullptr && set_steal(env, host_key, latin1(server.http_host));
+        Py_XDECREF(host_key);
+        if (!ok) {
+            return false;
+        }
+    }
+    if (!server.server_name.empty() &&
+        !set_steal(env, k.SERVER_NAME, latin1(server.server_name))) {
+        return false;
+    }
+    return server.server_port == 0 ||
+           set_steal(env, k.SERVER_PORT, PyUnicode_FromFormat("%u", server.server_port));
 }
 
 } // namespace
@@ -143,8 +176,10 @@ PyObject* build_environ(server::Exchange& ex, PyObject* input, const EnvironDefa
         return fail();
     }
     if (!ex.remote_addr().empty()) {
+        // No REMOTE_PORT when it is not known (a forwarded client address without one).
         if (!set_steal(env, k.REMOTE_ADDR, latin1(ex.remote_addr())) ||
-            !set_steal(env, k.REMOTE_PORT, PyUnicode_FromFormat("%u", ex.remote_port()))) {
+            (ex.remote_port() != 0 &&
+             !set_steal(env, k.REMOTE_PORT, PyUnicode_FromFormat("%u", ex.remote_port())))) {
             return fail();
         }
     } else if (PyDict_SetItem(env, k.REMOTE_ADDR, k.empty) < 0) {
@@ -206,8 +241,14 @@ PyObject* build_environ(server::Exchange& ex, PyObject* input, const EnvironDefa
         }
     }
 
+    const net::Forwarding& fwd = ex.forwarding();
+    if (fwd.applied && !set_forwarded_server(env, fwd, head, parts.authority)) {
+        return fail();
+    }
+
     if (PyDict_SetItem(env, k.wsgi_version, k.version_tuple) < 0 ||
-        PyDict_SetItem(env, k.wsgi_url_scheme, k.http) < 0 ||
+        PyDict_SetItem(env, k.wsgi_url_scheme,
+                       fwd.scheme == net::Scheme::https ? k.https : k.http) < 0 ||
         PyDict_SetItem(env, k.wsgi_input, input) < 0 ||
         PyDict_SetItem(env, k.wsgi_errors, errors_stream()) < 0 ||
         PyDict_SetItem(env, k.wsgi_multithread,

@@ -330,6 +330,14 @@ WsgiApplication::WsgiApplication(const Config& config, PyObject* app,
         nullptr);
     defaults_.url_prefix = config.url_path_prefix;
     defaults_.multiprocess = config.workers > 1;
+    if (config.request_timeout > 0) {
+        request_timeout_ = PyErr_NewExceptionWithDoc(
+            "appserver.RequestTimeout",
+            "Raised in a request's thread when it ran past --request-timeout (the client "
+            "already got 504).",
+            PyExc_BaseException, nullptr);
+        PyErr_Clear();
+    }
 }
 
 WsgiApplication::~WsgiApplication() {
@@ -359,6 +367,43 @@ void WsgiApplication::leave() {
 net::BlockingScope& WsgiApplication::blocking_scope() {
     static thread_local GilRelease release;
     return release;
+}
+
+// --request-timeout. The exception is a BaseException (as KeyboardInterrupt is), so the
+// app's `except Exception:` blocks do not swallow it; CPython raises it in the thread at
+// its next bytecode (a thread stuck in C code stays stuck, and is written off later).
+void WsgiApplication::interrupt(std::uint64_t thread, const std::string& what) {
+    const PyGILState_STATE gil = PyGILState_Ensure();
+    std::string stack;
+    PyObject* sys = PyImport_ImportModule("sys");
+    PyObject* frames = sys != nullptr ? PyObject_CallMethod(sys, "_current_frames", nullptr)
+                                      : nullptr; // {thread ident: frame}
+    Py_XDECREF(sys);
+    PyObject* ident = PyLong_FromUnsignedLongLong(thread);
+    PyObject* frame = frames != nullptr && ident != nullptr ? PyDict_GetItem(frames, ident)
+                                                           : nullptr; // borrowed
+    PyObject* traceback = frame != nullptr ? PyImport_ImportModule("traceback") : nullptr;
+    PyObject* lines =
+        traceback != nullptr ? PyObject_CallMethod(traceback, "format_stack", "O", frame) : nullptr;
+    if (lines != nullptr && PyList_Check(lines)) {
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(lines); ++i) {
+            if (const char* line = PyUnicode_AsUTF8(PyList_GET_ITEM(lines, i)); line != nullptr) {
+                stack += line;
+            }
+        }
+    }
+    Py_XDECREF(lines);
+    Py_XDECREF(traceback);
+    Py_XDECREF(frames);
+    PyErr_Clear();
+    spdlog::error("stuck request {}: the application is here:\n{}", what,
+                  stack.empty() ? "(no Python frame: the thread is in C code)\n" : stack);
+    if (request_timeout_ != nullptr && ident != nullptr) {
+        PyThreadState_SetAsyncExc(PyLong_AsUnsignedLong(ident), request_timeout_);
+    }
+    Py_XDECREF(ident);
+    PyErr_Clear();
+    PyGILState_Release(gil);
 }
 
 void WsgiApplication::handle(server::Exchange& exchange) noexcept {

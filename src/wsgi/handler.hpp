@@ -28,11 +28,14 @@ public:
     net::BlockingScope& blocking_scope() override;
     const std::atomic<int>* contention() const override { return &gil_waiters_; }
     void handle(server::Exchange& exchange) noexcept override; // GIL held
+    // Logs the stuck thread's Python stack and raises RequestTimeout in it (takes the GIL).
+    void interrupt(std::uint64_t thread, const std::string& what) override;
 
 private:
     void run(server::Exchange& exchange);
 
     PyObject* app_;
+    PyObject* request_timeout_ = nullptr; // appserver.RequestTimeout, a BaseException
     std::atomic<int> gil_waiters_{0};
     EnvironDefaults defaults_;
 };

@@ -47,6 +47,7 @@ Interned make() {
     i.wsgi_file_wrapper = intern("wsgi.file_wrapper");
     i.version_tuple = Py_BuildValue("(ii)", 1, 0);
     i.http = intern("http");
+    i.https = intern("https");
     i.empty = intern("");
     i.http10 = intern("HTTP/1.0");
     i.http11 = intern("HTTP/1.1");

@@ -37,6 +37,7 @@ struct Interned {
     // constant values
     PyObject* version_tuple; // (1, 0)
     PyObject* http;          // "http"
+    PyObject* https;         // "https" (a trusted proxy said so)
     PyObject* empty;         // ""
     PyObject* http10;        // "HTTP/1.0"
     PyObject* http11;        // "HTTP/1.1"

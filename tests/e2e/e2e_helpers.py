@@ -183,6 +183,7 @@ class ServerProcess:
         log_dir: Path,
         name: str,
         state_dir: Path | None = None,
+        pass_fds: tuple[int, ...] = (),
     ):
         self.argv = argv
         self.port = port
@@ -202,6 +203,7 @@ class ServerProcess:
                 stdout=out,
                 stderr=err,
                 start_new_session=True,  # signals aimed at pytest do not hit it
+                pass_fds=pass_fds,  # a listening socket handed over (tests/e2e/test_sockets.py)
             )
         self.pid = self.proc.pid
 
@@ -352,6 +354,7 @@ def run_cli(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     timeout: float = 30.0,
+    pass_fds: tuple[int, ...] = (),
 ) -> CliResult:
     """Run the server expecting it to exit by itself (errors, --version, --help)."""
     prefix, door_env = frontdoor_command(frontdoor)
@@ -363,6 +366,7 @@ def run_cli(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        pass_fds=pass_fds,
     )
     timed_out = False
     try:

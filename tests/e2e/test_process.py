@@ -367,13 +367,14 @@ def test_sigint_exits_cleanly(server_factory):
 
 
 def test_operator_signals_do_not_stop_the_server(server_factory):
-    """USR1 (logrotate's postrotate), USR2, TTIN/TTOU (gunicorn's resize), ALRM: to the
-    master and to every process of the tree, they are logged or ignored, never fatal."""
+    """USR1 (logrotate's postrotate; without an access log), USR2, ALRM: to the master and
+    to every process of the tree, they are logged or ignored, never fatal. (TTIN/TTOU
+    resize and HUP reloads: test_operations.py.)"""
     server = server_factory.start(args=["--workers", "2"])
     assert_serves(server)
     workers = sorted(children_of(server.pid))
     assert len(workers) == 2
-    for sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTTIN, signal.SIGTTOU, signal.SIGALRM):
+    for sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM):
         server.send_signal(sig)
         server.wait_for_log(f"(signal {int(sig)}): nothing to do; ignored")
     for sig in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP):
@@ -599,6 +600,35 @@ def test_full_request_queue_answers_503(server_factory, token):
         if r.status == 503:
             assert not server.marker(f"started-{t}").exists(), "a refused request reached the app"
     server.wait_for_log("answered 503")  # refusals are logged
+    assert_serves(server)
+
+
+def test_single_stuck_worker_answers_new_clients_once_its_full_queue_expired(server_factory, token):
+    """A worker whose queue filled up stops accepting; when its only thread is stuck, the
+    queued requests expire (503) and the worker must take new connections again to answer
+    them too, instead of leaving them in the listen backlog until the thread frees up."""
+    server = server_factory.start(
+        args=["--workers", "1", "--blocking-threads", "1", "--request-queue-size", "2",
+              "--request-queue-timeout", "1"]
+    )
+    holder = start_blocked_request(server, token)
+    try:
+        queued = []
+        for _ in range(2):
+            c = RawHTTP(server.port, timeout=20)
+            c.send(build_request("GET", "/hello", port=server.port))
+            wait_until(lambda: server_has_read(c), 10, "the request to be queued")
+            queued.append(c)
+        late = RawHTTP(server.port, timeout=20)  # waits in the listen backlog at first
+        late.send(build_request("GET", "/hello", port=server.port))
+        for c in queued + [late]:
+            resp = c.read_response()
+            assert resp.status == 503 and resp.header("Retry-After"), resp
+            c.close()
+    finally:
+        release(server, token)
+    assert holder.read_response().status == 200
+    holder.close()
     assert_serves(server)
 
 

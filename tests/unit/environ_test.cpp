@@ -166,6 +166,9 @@ public:
         return parser_.state();
     }
 
+    using Exchange::apply_forwarding; // what the connection does before queueing it
+    using Exchange::set_peer;
+
     std::size_t unparsed() const { return rend_ - rbeg_; }
     http::RequestParser::State parser_state() const { return parser_.state(); }
 
@@ -624,6 +627,98 @@ TEST_F(EnvironTest, NoRemoteAddressOnAUnixSocket) {
     ASSERT_NE(env, nullptr);
     EXPECT_EQ(str("REMOTE_ADDR"), "");
     EXPECT_FALSE(has("REMOTE_PORT"));
+}
+
+// ---- a trusted proxy's forwarding headers (net/proxy.hpp decides what they say) ----------
+
+TEST_F(EnvironTest, ForwardingHeadersFromATrustedPeer) {
+    const auto trusted = net::TrustedProxies::parse("127.0.0.1");
+    ASSERT_TRUE(trusted);
+    TestExchange& ex = make("127.0.0.1", 40000);
+    ex.receive("GET /p HTTP/1.1\r\nHost: app.internal:8000\r\n"
+               "X-Forwarded-For: 203.0.113.7, 127.0.0.1\r\nX-Forwarded-Proto: https\r\n"
+               "X-Forwarded-Host: shop.example\r\n\r\n");
+    ex.apply_forwarding(*trusted);
+    EXPECT_EQ(ex.remote_addr(), "203.0.113.7");
+    PyObject* env = build(ex);
+    ASSERT_NE(env, nullptr);
+    EXPECT_EQ(str("REMOTE_ADDR"), "203.0.113.7");
+    EXPECT_FALSE(has("REMOTE_PORT")); // not known: not the proxy's
+    EXPECT_EQ(str("wsgi.url_scheme"), "https");
+    EXPECT_EQ(str("HTTP_HOST"), "shop.example");
+    EXPECT_EQ(str("SERVER_NAME"), "shop.example");
+    EXPECT_EQ(str("SERVER_PORT"), "443");
+    // The headers themselves stay.
+    EXPECT_EQ(str("HTTP_X_FORWARDED_FOR"), "203.0.113.7, 127.0.0.1");
+    EXPECT_EQ(str("HTTP_X_FORWARDED_PROTO"), "https");
+}
+
+TEST_F(EnvironTest, ForwardingHeadersFromAnUntrustedPeerArePlainHeaders) {
+    const auto trusted = net::TrustedProxies::parse("10.0.0.0/8");
+    ASSERT_TRUE(trusted);
+    TestExchange& ex = make("127.0.0.1", 40000);
+    ex.receive("GET /p HTTP/1.1\r\nHost: a\r\nForwarded: for=203.0.113.7;proto=https\r\n\r\n");
+    ex.apply_forwarding(*trusted);
+    PyObject* env = build(ex);
+    ASSERT_NE(env, nullptr);
+    EXPECT_EQ(str("REMOTE_ADDR"), "127.0.0.1");
+    EXPECT_EQ(str("REMOTE_PORT"), "40000");
+    EXPECT_EQ(str("wsgi.url_scheme"), "http");
+    EXPECT_EQ(str("HTTP_HOST"), "a");
+    EXPECT_EQ(str("SERVER_NAME"), "srv.example");
+    EXPECT_EQ(str("HTTP_FORWARDED"), "for=203.0.113.7;proto=https");
+}
+
+TEST_F(EnvironTest, ForwardedPortKeepsTheRequestsHost) {
+    const auto trusted = net::TrustedProxies::parse("unix");
+    ASSERT_TRUE(trusted);
+    TestExchange& ex = make("", 0); // a unix-socket peer, trusted by "unix"
+    ex.receive("GET http://abs.example:81/p HTTP/1.1\r\nHost: ignored\r\n"
+               "X-Forwarded-Port: 8443\r\nX-Forwarded-For: [2001:db8::5]:4711\r\n\r\n");
+    ex.apply_forwarding(*trusted);
+    PyObject* env = build(ex);
+    ASSERT_NE(env, nullptr);
+    EXPECT_EQ(str("REMOTE_ADDR"), "2001:db8::5");
+    EXPECT_EQ(str("REMOTE_PORT"), "4711");
+    EXPECT_EQ(str("HTTP_HOST"), "abs.example:8443"); // the absolute-form authority's host
+    EXPECT_EQ(str("SERVER_NAME"), "srv.example");
+    EXPECT_EQ(str("SERVER_PORT"), "8443");
+}
+
+TEST_F(EnvironTest, TheNextRequestOnTheConnectionStartsFromThePeer) {
+    const auto trusted = net::TrustedProxies::parse("127.0.0.1");
+    ASSERT_TRUE(trusted);
+    TestExchange& ex = make("127.0.0.1", 40000);
+    ex.receive("GET /1 HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 203.0.113.7\r\n"
+               "X-Forwarded-Proto: https\r\n\r\n"
+               "GET /2 HTTP/1.1\r\nHost: a\r\n\r\n");
+    ex.apply_forwarding(*trusted);
+    EXPECT_EQ(ex.remote_addr(), "203.0.113.7");
+    EXPECT_TRUE(ex.forwarding().applied);
+    ASSERT_EQ(ex.next_request(), http::RequestParser::State::complete);
+    EXPECT_FALSE(ex.head().forwarding);
+    EXPECT_EQ(ex.remote_addr(), "127.0.0.1");
+    EXPECT_EQ(ex.remote_port(), 40000);
+    EXPECT_FALSE(ex.forwarding().applied);
+    PyObject* env = build(ex);
+    ASSERT_NE(env, nullptr);
+    EXPECT_EQ(str("REMOTE_ADDR"), "127.0.0.1");
+    EXPECT_EQ(str("wsgi.url_scheme"), "http");
+}
+
+TEST_F(EnvironTest, AProxyProtocolPeerIsCheckedOnItsOwn) {
+    // The socket peer (127.0.0.1) sent a PROXY header naming 192.0.2.9: forwarding
+    // headers are then believed only if 192.0.2.9 is trusted.
+    const auto trusted = net::TrustedProxies::parse("127.0.0.1");
+    ASSERT_TRUE(trusted);
+    TestExchange& ex = make("127.0.0.1", 40000);
+    ex.set_peer(*net::parse_ip("192.0.2.9"), 5555);
+    ex.receive("GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 203.0.113.7\r\n\r\n");
+    ex.apply_forwarding(*trusted);
+    PyObject* env = build(ex);
+    ASSERT_NE(env, nullptr);
+    EXPECT_EQ(str("REMOTE_ADDR"), "192.0.2.9");
+    EXPECT_EQ(str("REMOTE_PORT"), "5555");
 }
 
 TEST_F(EnvironTest, EachRequestGetsAFreshDict) {

@@ -128,6 +128,12 @@ std::vector<OptionCase> option_cases() {
          [](const Config& c) { EXPECT_EQ(c.uds_permissions, "660"); }},
         {"--backlog", "APPSERVER_BACKLOG", "2048",
          [](const Config& c) { EXPECT_EQ(c.backlog, 2048); }},
+        {"--fd", "APPSERVER_FD", "3", [](const Config& c) { EXPECT_EQ(c.listen_fd, 3); }},
+        {"--debug", "APPSERVER_DEBUG", "", [](const Config& c) { EXPECT_TRUE(c.debug); }},
+        {"--forwarded-allow-ips", "APPSERVER_FORWARDED_ALLOW_IPS", "10.0.0.0/8, fd00::/8,unix",
+         [](const Config& c) { EXPECT_EQ(c.forwarded_allow_ips, "10.0.0.0/8, fd00::/8,unix"); }},
+        {"--proxy-protocol", "APPSERVER_PROXY_PROTOCOL", "",
+         [](const Config& c) { EXPECT_TRUE(c.proxy_protocol); }},
         {"--workers", "APPSERVER_WORKERS", "8", [](const Config& c) { EXPECT_EQ(c.workers, 8U); }},
         {"--pid-file", "APPSERVER_PID_FILE", "/run/app.pid",
          [](const Config& c) { EXPECT_EQ(c.pid_file, "/run/app.pid"); }},
@@ -155,6 +161,16 @@ std::vector<OptionCase> option_cases() {
          [](const Config& c) { EXPECT_EQ(c.max_body_size, 18446744073709551615ULL); }},
         {"--log-level", "APPSERVER_LOG_LEVEL", "warning",
          [](const Config& c) { EXPECT_EQ(c.log_level, LogLevel::warning); }},
+        {"--request-timeout", "APPSERVER_REQUEST_TIMEOUT", "2.5",
+         [](const Config& c) { EXPECT_EQ(c.request_timeout, 2.5); }},
+        {"--max-requests", "APPSERVER_MAX_REQUESTS", "1000",
+         [](const Config& c) { EXPECT_EQ(c.max_requests, 1000U); }},
+        {"--max-requests-jitter", "APPSERVER_MAX_REQUESTS_JITTER", "50",
+         [](const Config& c) { EXPECT_EQ(c.max_requests_jitter, 50U); }},
+        {"--workers-lifetime", "APPSERVER_WORKERS_LIFETIME", "3600",
+         [](const Config& c) { EXPECT_EQ(c.workers_lifetime, 3600.0); }},
+        {"--workers-max-rss", "APPSERVER_WORKERS_MAX_RSS", "512",
+         [](const Config& c) { EXPECT_EQ(c.workers_max_rss, 512U); }},
         {"--log-format", "APPSERVER_LOG_FORMAT", "json",
          [](const Config& c) { EXPECT_EQ(c.log_format, appserver::LogFormat::json); }},
         {"--metrics", "APPSERVER_METRICS", "", [](const Config& c) { EXPECT_TRUE(c.metrics); }},
@@ -184,6 +200,10 @@ void expect_same_config(const Config& a, const Config& b) {
     EXPECT_EQ(a.uds, b.uds);
     EXPECT_EQ(a.uds_permissions, b.uds_permissions);
     EXPECT_EQ(a.backlog, b.backlog);
+    EXPECT_EQ(a.forwarded_allow_ips, b.forwarded_allow_ips);
+    EXPECT_EQ(a.proxy_protocol, b.proxy_protocol);
+    EXPECT_EQ(a.listen_fd, b.listen_fd);
+    EXPECT_EQ(a.debug, b.debug);
     EXPECT_EQ(a.workers, b.workers);
     EXPECT_EQ(a.blocking_threads, b.blocking_threads);
     EXPECT_EQ(a.request_queue_size, b.request_queue_size);
@@ -198,6 +218,11 @@ void expect_same_config(const Config& a, const Config& b) {
     EXPECT_EQ(a.max_body_size, b.max_body_size);
     EXPECT_EQ(a.log_level, b.log_level);
     EXPECT_EQ(a.log_format, b.log_format);
+    EXPECT_EQ(a.max_requests, b.max_requests);
+    EXPECT_EQ(a.request_timeout, b.request_timeout);
+    EXPECT_EQ(a.max_requests_jitter, b.max_requests_jitter);
+    EXPECT_EQ(a.workers_lifetime, b.workers_lifetime);
+    EXPECT_EQ(a.workers_max_rss, b.workers_max_rss);
     EXPECT_EQ(a.metrics, b.metrics);
     EXPECT_EQ(a.metrics_address, b.metrics_address);
     EXPECT_EQ(a.metrics_port, b.metrics_port);
@@ -221,6 +246,11 @@ TEST(Options, EveryOptionIsCovered) {
     std::set<std::string> documented = long_flags_in(appserver::cli::markdown_reference());
     for (const char* meta : {"--help", "--version", "--threads"}) documented.erase(meta);
     EXPECT_EQ(covered, documented);
+}
+
+TEST(Options, AnEmptyForwardedAllowIpsTrustsNobody) {
+    EXPECT_EQ(parse_ok({"--forwarded-allow-ips=", target}).forwarded_allow_ips, "");
+    EXPECT_EQ(parse_ok({"--forwarded-allow-ips", "*", target}).forwarded_allow_ips, "*");
 }
 
 TEST(Options, EveryOptionParsesFromTheCommandLine) {
@@ -380,8 +410,18 @@ std::vector<BadCase> bad_cases() {
         {"--uds-permissions", "880", "is not an octal file mode from 0 to 777 (e.g. 660)"},
         {"--uds-permissions", "1777", "is not an octal file mode from 0 to 777 (e.g. 660)"},
         {"--uds-permissions", "", "is not an octal file mode from 0 to 777 (e.g. 660)"},
+        {"--forwarded-allow-ips", "10.0.0.1/8",
+         "has an entry '10.0.0.1/8' with bits set after the /8 prefix (the range starts at "
+         "10.0.0.0/8)"},
+        {"--forwarded-allow-ips", "127.0.0.1,nginx",
+         "has an entry 'nginx' that is not an IP address, a CIDR range (10.0.0.0/8), '*' or "
+         "'unix'"},
+        {"--forwarded-allow-ips", "::/200", "has an entry '::/200' whose prefix length is not 0 to 128"},
         {"--backlog", "0", "must be at least 1"},
         {"--backlog", "2147483648", "is too large (at most 2147483647)"},
+        {"--fd", "-1", "must be at least 0"},
+        {"--fd", "3x", "is not an integer"},
+        {"--fd", "2147483648", "is too large (at most 2147483647)"},
         {"--workers", "abc", "is not an integer"},
         {"--workers", "0", "must be at least 1"},
         {"--workers", "-1", "must be at least 1"},
@@ -407,6 +447,9 @@ std::vector<BadCase> bad_cases() {
         {"--max-body-size", "18446744073709551616", "is too large (at most 18446744073709551615)"},
         {"--log-level", "verbose", "is not one of: debug, info, warning, error, critical"},
         {"--log-format", "xml", "is not one of: text, json"},
+        {"--max-requests", "-5", "must be at least 0"},
+        {"--workers-lifetime", "-1", "must be 0 (never) or a positive number of seconds up to 31536000"},
+        {"--workers-lifetime", "1h", "is not a number of seconds"},
         {"--metrics-port", "0", "must be between 1 and 65535"},
         {"--health-path", "healthz", "must start with '/'"},
         {"--health-path", "/health?x", "must be a plain path: visible ASCII, no '?' or '#'"},
