@@ -167,6 +167,7 @@ Config effective_config(const Config& requested) {
         config.workers = 1;
         config.blocking_threads = 1;
         config.log_level = LogLevel::debug;
+        config.request_timeout = 0; // a request paused at a breakpoint is not stuck
     }
     return config;
 }
@@ -182,6 +183,9 @@ void log_debug_mode(const Config& requested) {
     }
     if (requested.blocking_threads != 1) {
         spdlog::warn("--debug: --blocking-threads {} ignored", requested.blocking_threads);
+    }
+    if (requested.request_timeout > 0) {
+        spdlog::warn("--debug: --request-timeout {} ignored", requested.request_timeout);
     }
     if (::isatty(STDIN_FILENO) == 0) {
         spdlog::warn("--debug: standard input is not a terminal: pdb will have nothing to read");

@@ -26,6 +26,9 @@ struct Config {
     std::vector<std::pair<std::string, std::string>> env; // set before importing the app
     std::string url_path_prefix;    // SCRIPT_NAME; stripped from PATH_INFO when it matches
     bool lazy_apps = false;         // import the app in each worker, not once in the master
+    bool reload = false;            // development: reload when a source file changes
+    std::vector<std::string> reload_paths;           // watched trees; empty = working dir
+    std::vector<std::string> reload_ignore_patterns; // added to the default ignore list
 
     // Where to listen.
     std::string host = "127.0.0.1";

@@ -65,9 +65,11 @@ constexpr std::string_view environment_rules =
     "APPSERVER_BLOCKING_THREADS). A value given on the "
     "command line wins over the environment. An environment variable that is set but empty "
     "counts as unset. Boolean variables accept 1/0, true/false and yes/no (any case). "
-    "APPSERVER_ENV holds several KEY=VAL entries separated by spaces, tabs or newlines (so "
-    "its values cannot contain whitespace; use --env for those); any --env on the command "
-    "line replaces APPSERVER_ENV entirely. Aliases have no environment variable of their own. "
+    "The variable of a repeatable option (APPSERVER_ENV, APPSERVER_RELOAD_PATHS, "
+    "APPSERVER_RELOAD_IGNORE_PATTERNS) holds several entries separated by spaces, tabs or "
+    "newlines (so they cannot contain whitespace; use the option for those); the option on "
+    "the command line replaces the variable entirely. Aliases have no environment variable of "
+    "their own. "
     "A variable that starts with APPSERVER_ but is no option's (a typo) is ignored with a "
     "warning in the log.";
 
@@ -383,6 +385,25 @@ void assign_env_entry(Config& config, const std::string& entry) {
     config.env.emplace_back(entry.substr(0, equals), entry.substr(equals + 1));
 }
 
+void assign_reload_path(Config& config, const std::string& path) {
+    check_directory(path);
+    config.reload_paths.push_back(path);
+}
+
+void assign_reload_ignore(Config& config, const std::string& pattern) {
+    check_not_empty(pattern);
+    config.reload_ignore_patterns.push_back(pattern);
+}
+
+std::string render_list(const std::vector<std::string>& items) {
+    std::string out;
+    for (const auto& item : items) {
+        out += out.empty() ? "" : " ";
+        out += item;
+    }
+    return out;
+}
+
 std::string render_env(const Config& config) {
     std::string out;
     for (const auto& [key, value] : config.env) {
@@ -432,6 +453,25 @@ const std::vector<OptionSpec>& option_table() {
          "default, uWSGI's lazy-apps) instead of once in the master before binding: for apps "
          "that open connections or start threads at import time. An import error then shows "
          "in the workers' log, and the master stops with status 1."},
+        {"reload", {}, "Application", flag<&Config::reload>(),
+         "Development: watch the application's source trees (--reload-paths) and reload "
+         "when a file changes, as SIGHUP does (a rolling replacement of the workers; the "
+         "master re-executes itself unless --lazy-apps). Hidden files, editor and Python "
+         "caches, logs and SQLite databases are not watched (--reload-ignore-patterns adds "
+         "more). Not for production."},
+        {"reload-paths", {}, "Application",
+         {Arity::repeated, "PATH", assign_reload_path,
+          [](const Config& c) { return render_list(c.reload_paths); },
+          "Repeatable; an existing directory. Default: --working-dir (or the current "
+          "directory)."},
+         "A directory tree --reload watches."},
+        {"reload-ignore-patterns", {}, "Application",
+         {Arity::repeated, "GLOB", assign_reload_ignore,
+          [](const Config& c) { return render_list(c.reload_ignore_patterns); },
+          "Repeatable; a shell pattern (fnmatch) matched against file and directory names."},
+         "Names --reload does not watch, besides the defaults (.*, *~, #*#, *.swp, *.swx, "
+         "*.pyc, *.pyo, __pycache__, *.log, *.sqlite3, *.sqlite3-journal, *.db, "
+         "*.db-journal, node_modules, 4913)."},
         {"working-dir", {}, "Application",
          text<&Config::working_dir, check_directory>("PATH", "An existing directory."),
          "Change to this directory and put it first on sys.path before importing TARGET "

@@ -4,6 +4,7 @@
 #include "log/log.hpp"
 #include "metrics/metrics_server.hpp"
 #include "metrics/stats_page.hpp"
+#include "server/file_watcher.hpp"
 #include "server/process_title.hpp"
 
 #include <spdlog/spdlog.h>
@@ -23,6 +24,7 @@
 #include <cstdint>
 #include <cstring>
 #include <cstdio>
+#include <cstdlib>
 #include <memory>
 #include <random>
 #include <vector>
@@ -203,6 +205,30 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
         stats_page = nullptr;
         return 1;
     }
+    // --reload: a thread of the master's own that turns a file change into a SIGHUP.
+    std::unique_ptr<FileWatcher> watcher;
+    if (config.reload) {
+        std::vector<std::string> paths = config.reload_paths;
+        if (paths.empty()) {
+            char* cwd = ::getcwd(nullptr, 0); // --working-dir, already entered
+            paths.emplace_back(cwd != nullptr ? cwd : ".");
+            std::free(cwd);
+        }
+        std::string error;
+        watcher = FileWatcher::start(paths, config.reload_ignore_patterns, error);
+        if (watcher == nullptr) {
+            spdlog::error("{}", error);
+            stats_page = nullptr;
+            return 1;
+        }
+        std::string joined;
+        for (const auto& p : paths) {
+            joined += (joined.empty() ? "" : ", ") + p;
+        }
+        spdlog::info("--reload: watching {} director(ies) under {} for changes (development "
+                     "only)",
+                     watcher->watched_directories(), joined);
+    }
 
     std::vector<Position> positions(initial_positions);
     std::vector<Process> processes; // every live worker, serving, starting or draining
@@ -252,6 +278,9 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
             own_slot_index = static_cast<unsigned>(slot);
             if (metrics_server != nullptr) {
                 metrics_server->after_fork_child();
+            }
+            if (watcher != nullptr) {
+                watcher->after_fork_child();
             }
             hooks.after_fork_child();
             set_process_title("appserver: worker " + std::to_string(position) + " [" +
@@ -422,6 +451,11 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
                 ::kill(p.pid, SIGUSR1);
             }
         } else if (sig == SIGHUP && !stopping) {
+            if (watcher != nullptr) {
+                if (const std::string changed = watcher->take_changed(); !changed.empty()) {
+                    spdlog::info("{} changed: reloading (--reload)", changed);
+                }
+            }
             if (!reload_queue.empty() || import_check != 0 || exec_pending) {
                 spdlog::info("SIGHUP received: a reload is already under way");
             } else if (!config.lazy_apps) {

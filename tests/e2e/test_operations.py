@@ -297,3 +297,28 @@ def test_a_thread_stuck_in_c_is_written_off_and_the_worker_replaced(server_facto
     # The old worker leaves at --graceful-timeout, its thread still asleep.
     wait_until(lambda: old not in server.workers(), 20, "the old worker to leave")
     assert "a thread is stuck past --request-timeout" in server.log()
+
+
+# --------------------------------------------------------------------------- --reload
+
+
+@IMPORT_MODES
+def test_reload_on_a_source_change(server_factory, tmp_path, mode):
+    server = versioned_server(server_factory, tmp_path, ["--workers", "1", "--reload", *mode])
+    server.wait_for_log("--reload: watching")
+    # A file the default patterns ignore (a log the app writes) reloads nothing; the
+    # source file that follows does, and is the one named.
+    (tmp_path / "app.log").write_text("written by the app\n")
+    write_app(tmp_path, "v2")
+    wait_until(lambda: served_version(server.port) == "v2", 30, "the new code to be served")
+    log = server.wait_for_log("changed: reloading (--reload)")
+    changed = [line for line in log.splitlines() if "changed: reloading" in line]
+    assert changed and all("versioned_app.py changed" in line for line in changed), changed
+
+
+def test_reload_paths_must_exist():
+    from e2e_helpers import run_cli
+
+    result = run_cli(["--reload", "--reload-paths", "/no/such/dir", "wsgi_app:app"])
+    assert result.returncode == 2
+    assert "--reload-paths" in result.stderr

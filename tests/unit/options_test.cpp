@@ -163,6 +163,13 @@ std::vector<OptionCase> option_cases() {
          [](const Config& c) { EXPECT_EQ(c.log_level, LogLevel::warning); }},
         {"--request-timeout", "APPSERVER_REQUEST_TIMEOUT", "2.5",
          [](const Config& c) { EXPECT_EQ(c.request_timeout, 2.5); }},
+        {"--reload", "APPSERVER_RELOAD", "", [](const Config& c) { EXPECT_TRUE(c.reload); }},
+        {"--reload-paths", "APPSERVER_RELOAD_PATHS", existing_dir,
+         [](const Config& c) { EXPECT_EQ(c.reload_paths, std::vector<std::string>{existing_dir}); }},
+        {"--reload-ignore-patterns", "APPSERVER_RELOAD_IGNORE_PATTERNS", "*.tmp",
+         [](const Config& c) {
+             EXPECT_EQ(c.reload_ignore_patterns, std::vector<std::string>{"*.tmp"});
+         }},
         {"--max-requests", "APPSERVER_MAX_REQUESTS", "1000",
          [](const Config& c) { EXPECT_EQ(c.max_requests, 1000U); }},
         {"--max-requests-jitter", "APPSERVER_MAX_REQUESTS_JITTER", "50",
@@ -220,6 +227,9 @@ void expect_same_config(const Config& a, const Config& b) {
     EXPECT_EQ(a.log_format, b.log_format);
     EXPECT_EQ(a.max_requests, b.max_requests);
     EXPECT_EQ(a.request_timeout, b.request_timeout);
+    EXPECT_EQ(a.reload, b.reload);
+    EXPECT_EQ(a.reload_paths, b.reload_paths);
+    EXPECT_EQ(a.reload_ignore_patterns, b.reload_ignore_patterns);
     EXPECT_EQ(a.max_requests_jitter, b.max_requests_jitter);
     EXPECT_EQ(a.workers_lifetime, b.workers_lifetime);
     EXPECT_EQ(a.workers_max_rss, b.workers_max_rss);
@@ -579,7 +589,7 @@ TEST(OptionsHelp, HelpExitsZeroAndDescribesEveryOption) {
     }
     EXPECT_NE(help.find("--threads"), std::string::npos);
     EXPECT_NE(help.find("[default: 127.0.0.1]"), std::string::npos);
-    EXPECT_NE(help.find("APPSERVER_ENV holds several KEY=VAL entries"), std::string::npos);
+    EXPECT_NE(help.find("holds several entries separated by spaces"), std::string::npos);
 }
 
 TEST(OptionsHelp, HelpAndDocsListTheSameOptions) {
