@@ -204,18 +204,23 @@ Binding between(std::string metavar) {
 // a clock's integer ticks far from overflow.
 constexpr double max_seconds = 86400;
 
+double to_seconds(const std::string& text) {
+    double value = 0;
+    const char* const last = text.data() + text.size();
+    const auto [end, ec] = std::from_chars(text.data(), last, value);
+    if (text.empty() || ec != std::errc{} || end != last || !std::isfinite(value)) {
+        throw BadValue("is not a number of seconds");
+    }
+    return value;
+}
+
 template <auto member>
 Binding seconds() {
     return {
         Arity::single,
         "SECONDS",
         [](Config& config, const std::string& text) {
-            double value = 0;
-            const char* const last = text.data() + text.size();
-            const auto [end, ec] = std::from_chars(text.data(), last, value);
-            if (text.empty() || ec != std::errc{} || end != last || !std::isfinite(value)) {
-                throw BadValue("is not a number of seconds");
-            }
+            const double value = to_seconds(text);
             if (value <= 0 || value > max_seconds) {
                 throw BadValue("must be greater than 0 and at most " + format_double(max_seconds));
             }
@@ -227,19 +232,15 @@ Binding seconds() {
     };
 }
 
-// A duration where 0 means "never" (recycling limits).
+// A duration where 0 means "never" (recycling, the request timeout); up to a year, for a
+// worker's lifetime.
 template <auto member>
 Binding seconds_or_never() {
     return {
         Arity::single,
         "SECONDS",
         [](Config& config, const std::string& text) {
-            double value = 0;
-            const char* const last = text.data() + text.size();
-            const auto [end, ec] = std::from_chars(text.data(), last, value);
-            if (text.empty() || ec != std::errc{} || end != last || !std::isfinite(value)) {
-                throw BadValue("is not a number of seconds");
-            }
+            const double value = to_seconds(text);
             if (value < 0 || value > 365 * max_seconds) {
                 throw BadValue("must be 0 (never) or a positive number of seconds up to " +
                                format_double(365 * max_seconds));

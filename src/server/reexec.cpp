@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -40,6 +41,20 @@ std::vector<char*> argv_of(std::vector<std::string>& args) {
 
 } // namespace
 
+std::string logical_current_directory() {
+    const char* pwd = std::getenv("PWD");
+    struct stat here {};
+    struct stat named {};
+    if (pwd != nullptr && pwd[0] == '/' && ::stat(".", &here) == 0 && ::stat(pwd, &named) == 0 &&
+        here.st_dev == named.st_dev && here.st_ino == named.st_ino) {
+        return pwd;
+    }
+    char* cwd = ::getcwd(nullptr, 0);
+    std::string out = cwd != nullptr ? cwd : "";
+    std::free(cwd);
+    return out;
+}
+
 void remember_command_line() {
     CommandLine& line = command_line();
     if (!line.exe.empty()) {
@@ -49,14 +64,12 @@ void remember_command_line() {
     const ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
     std::ifstream in("/proc/self/cmdline", std::ios::binary);
     const std::string raw((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    char* cwd = ::getcwd(nullptr, 0);
-    if (n <= 0 || raw.empty() || cwd == nullptr) {
-        std::free(cwd);
+    const std::string cwd = logical_current_directory();
+    if (n <= 0 || raw.empty() || cwd.empty()) {
         return;
     }
     line.exe.assign(buf, static_cast<std::size_t>(n));
     line.cwd = cwd;
-    std::free(cwd);
     std::size_t start = 0;
     while (start < raw.size()) {
         const std::size_t end = raw.find('\0', start);

@@ -17,6 +17,11 @@ namespace appserver::server {
 // start-up, before anything changes the directory or overwrites the command line (the
 // process title does).
 void remember_command_line();
+
+// The current directory as the user named it: $PWD when it is this directory (a symbolic
+// link such as /srv/app/current -> releases/42 is kept, so a reload finds the release the
+// link points to then), else getcwd(). Empty if neither can be read.
+std::string logical_current_directory();
 bool can_reexec();
 
 // Environment variables between a master and its next image (not options: no APPSERVER_

@@ -227,6 +227,9 @@ int Worker::run() {
     signals_.add(SIGINT);
     signals_.add(SIGQUIT);
     signals_.add(SIGHUP);
+    // Meant for the master (resize); to a worker their default action would suspend it.
+    signals_.add(SIGTTIN);
+    signals_.add(SIGTTOU);
     // USR1/USR2 sent to the whole process group (pkill, logrotate) must not kill workers,
     // unless the app installed its own handler at import (faulthandler.register, say):
     // that one stays.
@@ -315,7 +318,8 @@ void Worker::wait_for_signal() {
             wait_for_signal();
             return;
         }
-        if (sig == SIGHUP || sig == SIGUSR1 || sig == SIGUSR2) {
+        if (sig == SIGHUP || sig == SIGUSR1 || sig == SIGUSR2 || sig == SIGTTIN ||
+            sig == SIGTTOU) {
             // The master owns reloads; these, sent to the whole process group (pkill,
             // logrotate), are ignored rather than killing the worker.
             spdlog::info("worker {}: signal {} ignored", index_, sig);

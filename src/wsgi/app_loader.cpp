@@ -2,6 +2,8 @@
 // it short.
 #include "wsgi/app_loader.hpp"
 
+#include "server/reexec.hpp"
+
 #include <pybind11/pybind11.h>
 
 #include <unistd.h>
@@ -9,6 +11,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 
 namespace py = pybind11;
 
@@ -63,14 +66,25 @@ std::string prepare_process(const Config& config) {
             return "--env: cannot set " + key + ": " + e.what();
         }
     }
-    std::string dir = config.working_dir;
-    if (!dir.empty() && ::chdir(dir.c_str()) != 0) {
-        return "--working-dir: cannot change to " + dir + ": " + std::strerror(errno);
-    }
-    char cwd[4096];
-    if (::getcwd(cwd, sizeof cwd) == nullptr) {
+    // sys.path[0] keeps the directory as it was named, symbolic links included: with a
+    // deploy that switches /srv/app/current to a new release, a reload (new workers, or
+    // the master started again) imports from the release the link points to by then.
+    std::string base = server::logical_current_directory();
+    if (base.empty()) {
         return std::string("cannot read the current directory: ") + std::strerror(errno);
     }
+    std::string dir = config.working_dir;
+    if (!dir.empty()) {
+        if (::chdir(dir.c_str()) != 0) {
+            return "--working-dir: cannot change to " + dir + ": " + std::strerror(errno);
+        }
+        base = (std::filesystem::path(base) / dir).lexically_normal().string();
+        if (base.size() > 1 && base.back() == '/') {
+            base.pop_back();
+        }
+        ::setenv("PWD", base.c_str(), 1); // what a shell would say after `cd dir`
+    }
+    const std::string cwd = base;
     try {
         py::list path = py::module_::import("sys").attr("path");
         path.insert(0, py::str(cwd));
