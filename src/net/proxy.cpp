@@ -206,64 +206,47 @@ std::optional<Node> parse_xff_element(std::string_view s) {
     return node;
 }
 
-// Calls f on every non-empty element of every field line named name, in order.
+// Calls f on every non-empty element of a list field's value, in order.
 template <class F>
-void for_each_element(const http::RequestHead& head, std::string_view name, F f) {
-    for (const http::HeaderField& field : head.headers) {
-        if (!http::iequals(head.view(field.name), name)) {
-            continue;
+void for_each_element(std::string_view value, F f) {
+    http::any_list_element(value, [&](std::string_view item) {
+        if (!item.empty()) {
+            f(item);
         }
-        http::any_list_element(head.view(field.value), [&](std::string_view item) {
-            if (!item.empty()) {
-                f(item);
-            }
-            return false;
-        });
-    }
+        return false;
+    });
 }
 
-std::string_view last_element(const http::RequestHead& head, std::string_view name) {
-    std::string_view last;
-    for_each_element(head, name, [&](std::string_view item) { last = item; });
+std::string_view last_element(std::string_view value, std::string_view last) {
+    for_each_element(value, [&](std::string_view item) { last = item; });
     return last;
 }
 
-void resolve_x_forwarded(const http::RequestHead& head, const TrustedProxies& trusted,
-                         Forwarding& out) {
-    // The right-to-left walk as one left-to-right pass: the client is the last element
-    // that is not a trusted proxy (all those right of it are); the leftmost if there is
-    // none. A malformed element there makes the whole list unusable.
+// X-Forwarded-For's right-to-left walk as one left-to-right pass over every element of
+// every line: the client is the last element that is not a trusted proxy (all those right
+// of it are), else the leftmost. A malformed element there makes the whole list unusable.
+struct XffWalk {
     bool any = false;
-    std::optional<Node> leftmost;
     bool have_candidate = false;
+    std::optional<Node> leftmost;
     std::optional<Node> candidate;
-    for_each_element(head, "x-forwarded-for", [&](std::string_view item) {
-        const auto node = parse_xff_element(item);
-        if (!any) {
-            leftmost = node;
-            any = true;
-        }
-        if (!node || !trusted.trusts(node->address)) {
-            candidate = node;
-            have_candidate = true;
-        }
-    });
-    const std::optional<Node>& client = have_candidate ? candidate : leftmost;
-    if (any && client) {
-        out.has_client = true;
-        out.client = client->address;
-        out.client_port = client->port;
+
+    void add(std::string_view value, const TrustedProxies& trusted) {
+        for_each_element(value, [&](std::string_view item) {
+            const auto node = parse_xff_element(item);
+            if (!any) {
+                leftmost = node;
+                any = true;
+            }
+            if (!node || !trusted.trusts(node->address)) {
+                candidate = node;
+                have_candidate = true;
+            }
+        });
     }
-    if (const auto proto = last_element(head, "x-forwarded-proto"); !proto.empty()) {
-        out.scheme = parse_scheme(proto);
-    }
-    if (const auto host = last_element(head, "x-forwarded-host"); valid_forwarded_host(host)) {
-        out.host = host;
-    }
-    if (const auto port = parse_port(last_element(head, "x-forwarded-port")); port && *port != 0) {
-        out.port = *port;
-    }
-}
+
+    const std::optional<Node>& client() const { return have_candidate ? candidate : leftmost; }
+};
 
 // ---- RFC 7239 -----------------------------------------------------------------------------
 
@@ -528,16 +511,6 @@ void resolve_rfc7239(const http::RequestHead& head, const TrustedProxies& truste
     }
 }
 
-bool has_forwarded_field(const http::RequestHead& head) {
-    for (const http::HeaderField& field : head.headers) {
-        if (http::iequals(head.view(field.name), "forwarded") &&
-            !trim_ows(head.view(field.value)).empty()) {
-            return true;
-        }
-    }
-    return false;
-}
-
 void append_port(std::string& out, std::uint16_t port) {
     char buf[8];
     const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, port);
@@ -691,8 +664,19 @@ std::optional<IpAddress> parse_ip(std::string_view text) {
 
 void format_ip(const IpAddress& address, std::string& out) {
     char buf[INET6_ADDRSTRLEN];
-    const char* text = address.v4 ? ::inet_ntop(AF_INET, address.bytes.data() + 12, buf, sizeof buf)
-                                  : ::inet_ntop(AF_INET6, address.bytes.data(), buf, sizeof buf);
+    if (address.v4) {
+        // By hand: glibc's inet_ntop formats IPv4 with sprintf, a thousand instructions.
+        char* p = buf;
+        for (int i = 12; i < 16; ++i) {
+            if (i > 12) {
+                *p++ = '.';
+            }
+            p = std::to_chars(p, buf + sizeof buf, static_cast<unsigned>(address.bytes[i])).ptr;
+        }
+        out.assign(buf, p);
+        return;
+    }
+    const char* text = ::inet_ntop(AF_INET6, address.bytes.data(), buf, sizeof buf);
     out.assign(text != nullptr ? text : "");
 }
 
@@ -831,11 +815,56 @@ ProxyHeader parse_proxy_header(std::string_view data) {
 // ---- forwarding headers -------------------------------------------------------------------
 
 Forwarding resolve_forwarding(const http::RequestHead& head, const TrustedProxies& trusted) {
+    // One pass over the fields for the X-Forwarded-* family; Forwarded, when present, is
+    // parsed on its own afterwards and replaces all of it.
     Forwarding out;
-    if (has_forwarded_field(head)) {
+    bool forwarded = false;
+    XffWalk walk;
+    std::string_view proto;
+    std::string_view host;
+    std::string_view port;
+    for (const http::HeaderField& field : head.headers) {
+        const std::string_view name = head.view(field.name);
+        if (!http::is_forwarding_field(name)) {
+            continue;
+        }
+        const std::string_view value = head.view(field.value);
+        switch (name.size()) {
+        case 9: // forwarded
+            forwarded = forwarded || !trim_ows(value).empty();
+            break;
+        case 15: // x-forwarded-for
+            walk.add(value, trusted);
+            break;
+        case 16: // x-forwarded-host, x-forwarded-port
+            if ((name[12] | 0x20) == 'h') {
+                host = last_element(value, host);
+            } else {
+                port = last_element(value, port);
+            }
+            break;
+        default: // x-forwarded-proto
+            proto = last_element(value, proto);
+            break;
+        }
+    }
+    if (forwarded) {
         resolve_rfc7239(head, trusted, out);
     } else {
-        resolve_x_forwarded(head, trusted, out);
+        if (const auto& client = walk.client(); walk.any && client) {
+            out.has_client = true;
+            out.client = client->address;
+            out.client_port = client->port;
+        }
+        if (!proto.empty()) {
+            out.scheme = parse_scheme(proto);
+        }
+        if (valid_forwarded_host(host)) {
+            out.host = host;
+        }
+        if (const auto p = parse_port(port); p && *p != 0) {
+            out.port = *p;
+        }
     }
     out.applied =
         out.has_client || out.scheme != Scheme::unchanged || !out.host.empty() || out.port != 0;

@@ -56,6 +56,12 @@ ArgArea arg_area() {
 
 void set_process_title(const std::string& title, const std::string& short_name) {
     ::prctl(PR_SET_NAME, short_name.c_str(), 0, 0, 0);
+    // Under valgrind the area is valgrind's own command line, which it reads again at each
+    // fork (to name the child's output file): leave it alone there.
+    if (const char* preload = std::getenv("LD_PRELOAD");
+        preload != nullptr && std::strstr(preload, "vgpreload") != nullptr) {
+        return;
+    }
     const ArgArea area = arg_area();
     if (area.start == nullptr || area.size < 2) {
         return;
