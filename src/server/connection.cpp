@@ -385,7 +385,7 @@ void Connection::record_request(int status, std::uint64_t response_bytes, bool b
         r.duration = std::chrono::duration_cast<std::chrono::nanoseconds>(duration);
         r.start = std::chrono::system_clock::now() -
                   std::chrono::duration_cast<std::chrono::system_clock::duration>(duration);
-        r.request_id = request_id_;
+        r.request_id = request_id_.view();
         r.worker = worker_.index();
         r.context = this;
         if (body_known) {
@@ -681,7 +681,7 @@ void Connection::check_request_timeout(clock::time_point now) {
 std::string Connection::describe_request() const {
     std::string out(parser_.method_name());
     out.append(" ").append(request_target_).append(" from ").append(remote_addr_);
-    out.append(" (request id ").append(request_id_).append(")");
+    out.append(" (request id ").append(request_id_.view()).append(")");
     return out;
 }
 

@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <span>
@@ -23,6 +24,24 @@
 #include <sys/uio.h>
 
 namespace appserver::server {
+
+// A request's id, kept in place (ids are at most 128 bytes): no allocation per request.
+class RequestId {
+public:
+    static constexpr std::size_t max_size = 128;
+    bool empty() const { return size_ == 0; }
+    std::string_view view() const { return {bytes_, size_}; }
+    operator std::string_view() const { return view(); }
+    void assign(std::string_view id) {
+        size_ = id.size() < max_size ? id.size() : max_size;
+        std::memcpy(bytes_, id.data(), size_);
+    }
+    void clear() { size_ = 0; }
+
+private:
+    char bytes_[max_size];
+    std::size_t size_ = 0;
+};
 
 // Static facts about where this worker listens, for the application (environ).
 struct ServerInfo {
@@ -107,7 +126,7 @@ public:
     // ---- request bookkeeping (logs and metrics) ---------------------------------------
     // The request's id: the client's X-Request-ID when it sent a usable one, else one the
     // worker made. Set by the loop before the request is queued.
-    const std::string& request_id() const { return request_id_; }
+    std::string_view request_id() const { return request_id_.view(); }
     // Set by the blocking thread that took the request; read by the loop once it is back.
     void note_queue_wait(std::uint64_t ns) { queue_wait_ns_ = static_cast<std::int64_t>(ns); }
     void note_expired() { expired_ = true; }
@@ -196,7 +215,7 @@ protected:
     std::string deferred_tail_; // written by the loop after the hand-back (see above)
     void release_deferred_tail();
 
-    std::string request_id_;
+    RequestId request_id_;
     std::atomic<std::uint8_t> verdict_{verdict_open};
     std::atomic<std::int64_t> app_started_ns_{0};
     std::uint64_t app_thread_ = 0; // written before app_started_ns_ (release), read after

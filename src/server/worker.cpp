@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -198,13 +199,26 @@ void Worker::watchdog_main() {
     }
 }
 
-void Worker::make_request_id(std::string& out) {
-    static constexpr char hex[] = "0123456789abcdef";
-    const std::uint64_t n = ++request_id_sequence_;
-    out.assign(request_id_prefix_, 16);
-    for (int i = 15; i >= 0; --i) {
-        out.push_back(hex[(n >> (4 * i)) & 0xf]);
+void Worker::make_request_id(RequestId& out) {
+    // Every request without an X-Request-ID of its own comes here: the prefix, then the
+    // sequence number in hex, two digits per table lookup.
+    static constexpr auto pairs = [] {
+        std::array<char, 512> t{};
+        constexpr char hex[] = "0123456789abcdef";
+        for (int i = 0; i < 256; ++i) {
+            t[2 * i] = hex[i >> 4];
+            t[2 * i + 1] = hex[i & 0xf];
+        }
+        return t;
+    }();
+    char id[32];
+    std::memcpy(id, request_id_prefix_, 16);
+    std::uint64_t n = ++request_id_sequence_;
+    for (int i = 30; i >= 16; i -= 2) {
+        std::memcpy(id + i, &pairs[2 * (n & 0xff)], 2);
+        n >>= 8;
     }
+    out.assign({id, sizeof id});
 }
 
 int Worker::run() {

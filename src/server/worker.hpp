@@ -69,7 +69,7 @@ public:
     log::AccessLog* access_log() { return access_log_.get(); }
     unsigned index() const { return index_; }
     // A request id for a request whose client sent none (unique per worker and start).
-    void make_request_id(std::string& out);
+    void make_request_id(RequestId& out);
     // --request-timeout (see Connection::check_request_timeout): have the stuck thread's
     // stack logged and the thread interrupted (by the watchdog thread, not the loop); and,
     // when it stays stuck, write it off: stop accepting and ask for a replacement.
