@@ -278,11 +278,28 @@ std::unique_ptr<wsgi::WsgiApplication> import_in_worker(const Config& config, un
 
 } // namespace
 
+namespace {
+int serve(const Config& requested);
+} // namespace
+
 const char* version() {
     return APPSERVER_VERSION;
 }
 
 int run(const Config& requested) {
+    // Blocked before anything of the app runs (threads it starts at import inherit the
+    // mask), restored when the server is done (the Python front door goes on).
+    const sigset_t signals = server::master_signal_set();
+    sigset_t previous;
+    ::pthread_sigmask(SIG_BLOCK, &signals, &previous);
+    const int rc = serve(requested);
+    ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    return rc;
+}
+
+namespace {
+
+int serve(const Config& requested) {
     // Before anything changes the directory or the process title: a reload re-executes
     // this same command line.
     server::remember_command_line();
@@ -403,8 +420,13 @@ int run(const Config& requested) {
     const pid_t master_pid = ::getpid();
     if (!config.pid_file.empty()) {
         if (std::string err = server::write_pid_file(config.pid_file, master_pid); !err.empty()) {
-            net::close_listener(listener, true);
-            return fail(err);
+            if (inheritance) {
+                // A reload: the workers serve on; the file still names this pid anyway.
+                spdlog::error("{}", err);
+            } else {
+                net::close_listener(listener, true);
+                return fail(err);
+            }
         }
     }
     const TerminalModes terminal(config.debug);
@@ -453,6 +475,8 @@ int run(const Config& requested) {
     }
     return rc;
 }
+
+} // namespace
 
 int run_command_line(const std::vector<std::string>& args) {
     cli::ParseOutcome outcome = cli::parse(args);

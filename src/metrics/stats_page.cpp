@@ -2,6 +2,7 @@
 // master's folding of a replaced worker's counters into per-slot totals.
 #include "metrics/stats_page.hpp"
 
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -62,7 +63,11 @@ struct StatsPage::Retired {
 };
 
 namespace {
-constexpr std::uint64_t page_magic = 0x61707073'74617473ULL; // "appstats", layout 1
+// "appstats", mixed with the layout: a master image of another build (an upgrade between
+// reloads) does not take a page it would misread.
+constexpr std::uint64_t page_magic = 0x61707073'74617473ULL ^ (sizeof(WorkerSlot) << 40) ^
+                                     (sizeof(ThreadLine) << 32) ^ (idx::count << 16) ^
+                                     restart_reason_labels.size();
 } // namespace
 
 StatsPage::StatsPage(std::size_t slots, std::size_t threads) : slots_(slots), threads_(threads) {
@@ -75,6 +80,8 @@ StatsPage::StatsPage(std::size_t slots, std::size_t threads) : slots_(slots), th
 }
 
 StatsPage::StatsPage(int fd) : fd_(fd) {
+    // Inheritable only for the exec that handed it over.
+    ::fcntl(fd, F_SETFD, ::fcntl(fd, F_GETFD) | FD_CLOEXEC);
     Header probe{};
     if (::pread(fd, &probe, sizeof probe, 0) != static_cast<ssize_t>(sizeof probe) ||
         probe.magic != page_magic) {

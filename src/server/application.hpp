@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace appserver::server {
@@ -37,13 +38,20 @@ public:
     // were sent).
     virtual void handle(Exchange& exchange) noexcept = 0;
     // --request-timeout: the request on the blocking thread `thread` (its pthread_self())
-    // got its 504 and still runs. Called on a watchdog thread of the worker, never on the
-    // event loop (it may wait for the GIL): log what the thread is doing, with `what`, and
-    // interrupt it where the runtime allows.
-    virtual void interrupt(std::uint64_t thread, const std::string& what) {
+    // got its 504 and may still run. Called on a watchdog thread of the worker, never on
+    // the event loop (it may wait for the GIL). Under whatever enter() takes, and only if
+    // still_running() says the thread is still in that request: log what the thread is
+    // doing, with `what`, and interrupt it where the runtime allows.
+    virtual void interrupt(std::uint64_t thread, const std::string& what,
+                           const std::function<bool()>& still_running) {
         (void)thread;
         (void)what;
+        (void)still_running;
     }
+    // On the blocking thread, between enter() and leave(), after a request that timed out:
+    // drop an interruption that was aimed at it and not delivered (it must not hit the
+    // thread's next request).
+    virtual void clear_interrupt() {}
     // True for an application that never blocks (pure C++, e.g. the benchmark ceiling
     // route): the worker then runs it on the event-loop thread, with no hand-off.
     virtual bool runs_inline() const { return false; }

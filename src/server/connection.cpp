@@ -675,7 +675,7 @@ void Connection::check_request_timeout(clock::time_point now) {
                       "answered 504: {}",
                       config_.request_timeout, what);
     }
-    worker_.report_timeout(app_thread(), what);
+    worker_.report_timeout(app_thread(), app_thread_index(), started, what);
 }
 
 std::string Connection::describe_request() const {

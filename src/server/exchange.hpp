@@ -147,8 +147,9 @@ public:
     }
     // Set by the blocking thread around the app (steady-clock ns; 0: not in the app) and
     // the thread that runs it (pthread_self()), for the loop's timeout check.
-    void note_app_start(std::int64_t ns, std::uint64_t thread) {
+    void note_app_start(std::int64_t ns, std::uint64_t thread, unsigned thread_index) {
         app_thread_ = thread;
+        app_thread_index_ = thread_index;
         app_started_ns_.store(ns, std::memory_order_release);
     }
     void note_app_end() { app_started_ns_.store(0, std::memory_order_release); }
@@ -156,6 +157,7 @@ public:
         return app_started_ns_.load(std::memory_order_acquire);
     }
     std::uint64_t app_thread() const { return app_thread_; }
+    unsigned app_thread_index() const { return app_thread_index_; }
     void note_abandoned() { abandoned_ = true; }
 
     // After the app is done, on the same thread: drain an unread small body so the
@@ -219,6 +221,7 @@ protected:
     std::atomic<std::uint8_t> verdict_{verdict_open};
     std::atomic<std::int64_t> app_started_ns_{0};
     std::uint64_t app_thread_ = 0; // written before app_started_ns_ (release), read after
+    unsigned app_thread_index_ = 0; // the same
     std::int64_t queue_wait_ns_ = -1; // -1: never taken from the queue
     bool expired_ = false;
     bool abandoned_ = false;

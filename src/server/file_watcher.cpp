@@ -146,6 +146,10 @@ void FileWatcher::run() {
         for (ssize_t at = 0; len > 0 && at < len;) {
             const auto* event = reinterpret_cast<const inotify_event*>(buf + at);
             at += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
+            if ((event->mask & IN_Q_OVERFLOW) != 0) {
+                change = "(too many changes to list)"; // lost events: reload to be safe
+                continue;
+            }
             if (event->len == 0 || event->wd < 0 ||
                 static_cast<std::size_t>(event->wd) >= dirs_.size()) {
                 continue;

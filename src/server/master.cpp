@@ -63,6 +63,9 @@ struct Process {
     clock::time_point retire_at = clock::time_point::max(); // --workers-lifetime
     bool draining = false; // asked to stop (replaced, or removed by SIGTTOU)
     clock::time_point drain_deadline = clock::time_point::max();
+    // A successor must be serving by then, else it is given up (killed): a hung import
+    // must not block a worker's replacement, or every later reload, forever.
+    clock::time_point ready_deadline = clock::time_point::max();
 };
 
 // One worker number: the process serving it, and the one replacing it if any.
@@ -105,7 +108,9 @@ std::uint64_t resident_mib(pid_t pid) {
            (1024 * 1024);
 }
 
-sigset_t master_signals() {
+} // namespace
+
+sigset_t master_signal_set() {
     sigset_t set;
     sigemptyset(&set);
     for (int s : {SIGCHLD, SIGINT, SIGTERM, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGALRM,
@@ -116,6 +121,8 @@ sigset_t master_signals() {
     sigaddset(&set, stop_now_signal());
     return set;
 }
+
+namespace {
 
 std::string describe_status(int status) {
     if (WIFEXITED(status)) {
@@ -149,7 +156,7 @@ unsigned own_stats_slot_index() {
 
 int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& hooks,
                const std::function<int(unsigned)>& run_worker, const Inheritance* inherited) {
-    const sigset_t signals = master_signals();
+    const sigset_t signals = master_signal_set();
     sigset_t previous;
     ::pthread_sigmask(SIG_BLOCK, &signals, &previous);
     ::signal(SIGPIPE, SIG_IGN);
@@ -167,10 +174,22 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
     const std::size_t slot_count = std::max<std::size_t>(64, config.workers * 4 + 8);
     const std::size_t max_positions = slot_count / 2;
     std::unique_ptr<metrics::StatsPage> page;
+    if (inherited != nullptr) {
+        try {
+            page = std::make_unique<metrics::StatsPage>(inherited->stats_fd);
+        } catch (const std::exception& e) {
+            // Another build's layout (appserver upgraded between reloads): start the
+            // counters afresh rather than misread them; the workers are kept by pid.
+            spdlog::warn("reload: the previous counters cannot be read ({}); metrics start "
+                         "from zero",
+                         e.what());
+            ::close(inherited->stats_fd);
+        }
+    }
     try {
-        page = inherited != nullptr
-                   ? std::make_unique<metrics::StatsPage>(inherited->stats_fd)
-                   : std::make_unique<metrics::StatsPage>(slot_count, config.blocking_threads);
+        if (page == nullptr) {
+            page = std::make_unique<metrics::StatsPage>(slot_count, config.blocking_threads);
+        }
     } catch (const std::exception& e) {
         spdlog::error("cannot map the workers' shared counters: {}", e.what());
         return 1;
@@ -201,9 +220,9 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
         spdlog::info("metrics on http://{}/metrics", metrics_server->endpoint());
         return true;
     };
-    if (config.metrics && !start_metrics()) {
+    if (config.metrics && !start_metrics() && inherited == nullptr) {
         stats_page = nullptr;
-        return 1;
+        return 1; // at start-up, a clean failure; after a reload the workers serve on
     }
     // --reload: a thread of the master's own that turns a file change into a SIGHUP.
     std::unique_ptr<FileWatcher> watcher;
@@ -218,16 +237,20 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
         watcher = FileWatcher::start(paths, config.reload_ignore_patterns, error);
         if (watcher == nullptr) {
             spdlog::error("{}", error);
-            stats_page = nullptr;
-            return 1;
+            if (inherited == nullptr) {
+                stats_page = nullptr;
+                return 1;
+            }
         }
         std::string joined;
         for (const auto& p : paths) {
             joined += (joined.empty() ? "" : ", ") + p;
         }
-        spdlog::info("--reload: watching {} director(ies) under {} for changes (development "
-                     "only)",
-                     watcher->watched_directories(), joined);
+        if (watcher != nullptr) {
+            spdlog::info("--reload: watching {} director(ies) under {} for changes "
+                         "(development only)",
+                         watcher->watched_directories(), joined);
+        }
     }
 
     std::vector<Position> positions(initial_positions);
@@ -239,6 +262,9 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
     const auto graceful =
         std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(config.graceful_timeout));
 
+    // How long a successor may take to be ready, or an import check to finish.
+    const auto ready_timeout = std::chrono::duration_cast<clock::duration>(
+        std::chrono::duration<double>(std::max(60.0, config.graceful_timeout)));
     auto find = [&](pid_t pid) -> Process* {
         for (auto& p : processes) {
             if (p.pid == pid) {
@@ -347,6 +373,8 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
         pos.successor_reason = reason;
         if (pos.successor == 0) {
             pos.retry_replace_at = clock::now() + std::chrono::seconds(1);
+        } else if (Process* p = find(pos.successor); p != nullptr) {
+            p->ready_deadline = clock::now() + ready_timeout;
         }
     };
 
@@ -394,13 +422,18 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
     // A reload with the app imported here: a child run checks that the new code imports,
     // then this process re-executes itself (reexec.hpp).
     pid_t import_check = 0;
+    clock::time_point import_check_deadline;
     bool exec_pending = false;
+    bool reload_again = false; // a SIGHUP (a --reload change) came during a reload
     clock::time_point next_rss_check = clock::now();
     // Stop accepting at once (new connections go nowhere rather than queue) and ask the
     // workers to finish within the grace period.
     auto begin_stop = [&] {
         stopping = true;
         reload_queue.clear();
+        if (import_check != 0) {
+            ::kill(import_check, SIGKILL);
+        }
         stop_deadline = clock::now() + graceful + std::chrono::seconds(5);
         net::close_listener(listener, false);
     };
@@ -457,7 +490,8 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
                 }
             }
             if (!reload_queue.empty() || import_check != 0 || exec_pending) {
-                spdlog::info("SIGHUP received: a reload is already under way");
+                spdlog::info("SIGHUP received: a reload is under way; another follows it");
+                reload_again = true;
             } else if (!config.lazy_apps) {
                 if (!can_reexec()) {
                     spdlog::error("SIGHUP received: cannot reload: the command line this "
@@ -468,6 +502,7 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
                     if (import_check < 0) {
                         import_check = 0;
                     }
+                    import_check_deadline = clock::now() + ready_timeout;
                 }
             } else {
                 spdlog::info("SIGHUP received: replacing the {} worker(s) one at a time with "
@@ -516,6 +551,15 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
 
         if (import_check != 0) {
             int status = 0;
+            if (clock::now() >= import_check_deadline && !stopping) {
+                spdlog::error("reload: the import check (pid {}) did not finish in {}s; killing "
+                              "it",
+                              import_check,
+                              std::chrono::duration_cast<std::chrono::seconds>(ready_timeout)
+                                  .count());
+                ::kill(import_check, SIGKILL);
+                import_check_deadline = clock::time_point::max();
+            }
             if (::waitpid(import_check, &status, WNOHANG) == import_check) {
                 import_check = 0;
                 if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && !stopping) {
@@ -523,6 +567,10 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
                 } else if (!stopping) {
                     spdlog::error("reload abandoned: the new code does not import (see above); "
                                   "the workers keep serving the old code");
+                    if (reload_again) {
+                        reload_again = false;
+                        ::kill(master_pid, SIGHUP); // a later change may have fixed it
+                    }
                 }
             }
         }
@@ -542,6 +590,7 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
             // Read before retire() clears the slot for its next user.
             const bool was_ready =
                 page->slot(gone.stats_slot).ready.load(std::memory_order_acquire) != 0;
+            any_ready = any_ready || was_ready;
             page->add_retired_cpu(gone.stats_slot, cpu_ns(usage));
             page->retire(gone.stats_slot);
             Position* pos = gone.position < positions.size() ? &positions[gone.position] : nullptr;
@@ -579,6 +628,10 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
                                                  "above)"
                                                : "");
                     reload_queue.clear();
+                    if (reload_again) {
+                        reload_again = false;
+                        ::kill(master_pid, SIGHUP); // a later change may have fixed it
+                    }
                 } else {
                     spdlog::error("the replacement of worker {} (pid {}) {} before it was "
                                   "ready; the old one keeps serving",
@@ -695,6 +748,17 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
             }
             if (pos.successor != 0) {
                 Process* next = find(pos.successor);
+                if (next != nullptr && now2 >= next->ready_deadline &&
+                    page->slot(next->stats_slot).ready.load(std::memory_order_acquire) == 0) {
+                    spdlog::error("worker {}: its replacement (pid {}) was not ready after {}s; "
+                                  "killing it",
+                                  i, next->pid,
+                                  std::chrono::duration_cast<std::chrono::seconds>(ready_timeout)
+                                      .count());
+                    ::kill(next->pid, SIGKILL); // reaped as a failed successor
+                    next->ready_deadline = clock::time_point::max();
+                    continue;
+                }
                 if (next != nullptr &&
                     page->slot(next->stats_slot).ready.load(std::memory_order_acquire) != 0) {
                     // The successor serves: the old worker stops accepting and drains.
@@ -711,6 +775,10 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
                         reload_queue.erase(reload_queue.begin());
                         if (reload_queue.empty()) {
                             spdlog::info("reload complete: every worker runs the new code");
+                            if (reload_again) {
+                                reload_again = false;
+                                ::kill(master_pid, SIGHUP); // the change that came meanwhile
+                            }
                         }
                     }
                 }

@@ -47,6 +47,12 @@ public:
     virtual void before_exec() {}
 };
 
+// The signals the master handles itself (sigtimedwait). The front doors block them before
+// anything of the app runs: a thread the app starts at import inherits the mask, so a
+// signal meant for the master is never delivered to it, where the default action would
+// kill or suspend the master.
+sigset_t master_signal_set();
+
 // In a worker: tell the master this worker is serving (its event loop runs). A worker
 // that dies before that is respawned with a growing delay; one that dies after, at once.
 void report_worker_ready();

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <fcntl.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <signal.h>
 #include <unistd.h>
@@ -98,6 +99,11 @@ pid_t start_import_check() {
         ::pthread_sigmask(SIG_SETMASK, &none, nullptr);
         ::setenv(import_check_variable, "1", 1);
         ::unsetenv(inherit_variable);
+        // The start directory as it was named (a shell's $PWD): --working-dir since
+        // changed the variable, and a symbolic link must be followed afresh.
+        ::setenv("PWD", line.cwd.c_str(), 1);
+        // Not to outlive a master that stops meanwhile.
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (::chdir(line.cwd.c_str()) == 0) {
             ::execv(line.exe.c_str(), argv.data());
         }
@@ -126,12 +132,27 @@ std::string reexec(const Inheritance& state) {
     std::vector<char*> argv = argv_of(line.args);
     // The signals stay blocked across the exec: the new image handles what arrives
     // meanwhile once its master loop runs (a stop is not lost, a worker's exit is reaped).
+    const int here = ::open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    const char* pwd = std::getenv("PWD");
+    const std::string saved_pwd = pwd != nullptr ? pwd : "";
     if (::chdir(line.cwd.c_str()) != 0) {
-        return std::string("chdir ") + line.cwd + ": " + std::strerror(errno);
+        const std::string reason = std::string("chdir ") + line.cwd + ": " + std::strerror(errno);
+        if (here >= 0) {
+            ::close(here);
+        }
+        ::unsetenv(inherit_variable);
+        return reason;
     }
+    ::setenv("PWD", line.cwd.c_str(), 1);
     ::execv(line.exe.c_str(), argv.data());
     const std::string reason = std::string("exec ") + line.exe + ": " + std::strerror(errno);
+    // Still this image: back where it was.
     ::unsetenv(inherit_variable);
+    ::setenv("PWD", saved_pwd.c_str(), 1);
+    if (here >= 0) {
+        (void)::fchdir(here);
+        ::close(here);
+    }
     return reason;
 }
 

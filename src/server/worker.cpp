@@ -105,6 +105,7 @@ Worker::Worker(const Config& config, const net::ListenSocket& listener, Applicat
             thread_lines_.push_back(&page->thread_line(own_stats_slot_index(), i));
         }
     }
+    running_since_ = std::make_unique<std::atomic<std::int64_t>[]>(config.blocking_threads);
     slot_->queue_capacity.store(config.request_queue_size, std::memory_order_relaxed);
     slot_->blocking_threads.store(app.runs_inline() ? 0 : config.blocking_threads,
                                   std::memory_order_relaxed);
@@ -161,10 +162,11 @@ void Worker::ask_for_replacement(std::uint32_t reason) {
     slot_->recycle.compare_exchange_strong(none, reason, std::memory_order_acq_rel);
 }
 
-void Worker::report_timeout(std::uint64_t thread, const std::string& what) {
+void Worker::report_timeout(std::uint64_t thread, unsigned thread_index, std::int64_t started,
+                            const std::string& what) {
     {
         std::lock_guard lock(watchdog_mutex_);
-        watchdog_jobs_.emplace_back(thread, what);
+        watchdog_jobs_.push_back({thread, thread_index, started, what});
     }
     watchdog_wake_.notify_one();
 }
@@ -192,8 +194,10 @@ void Worker::watchdog_main() {
         auto jobs = std::move(watchdog_jobs_);
         watchdog_jobs_.clear();
         lock.unlock();
-        for (const auto& [thread, what] : jobs) {
-            app_.interrupt(thread, what);
+        for (const auto& job : jobs) {
+            app_.interrupt(job.thread, job.what, [this, &job] {
+                return running_since_[job.index].load(std::memory_order_relaxed) == job.started;
+            });
         }
         lock.lock();
     }
@@ -685,7 +689,8 @@ void Worker::blocking_thread_main() {
     const auto queue_timeout = std::chrono::duration_cast<Connection::clock::duration>(
         std::chrono::duration<double>(config_.request_queue_timeout));
     ResponseCork& cork = *corks_[next_cork_.fetch_add(1)];
-    metrics::ThreadLine& line = *thread_lines_[next_line_.fetch_add(1)];
+    const unsigned index = next_line_.fetch_add(1);
+    metrics::ThreadLine& line = *thread_lines_[index];
     std::vector<ResponseCork::Held> batch;
     // Recent app time per request (moving average), to decide whether holding responses
     // can pay off (ResponseCork::max_app_time).
@@ -737,16 +742,24 @@ void Worker::blocking_thread_main() {
                 if (app_time < ResponseCork::max_app_time && backlog_.depth_hint() > 0) {
                     conn->hold_final_write(&cork.staging(), ResponseCork::max_bytes);
                 }
+                std::int64_t app_start = 0;
                 if (config_.request_timeout > 0) {
-                    conn->note_app_start(
-                        std::chrono::duration_cast<std::chrono::nanoseconds>(
-                            Connection::clock::now().time_since_epoch())
-                            .count(),
-                        static_cast<std::uint64_t>(::pthread_self()));
+                    app_start = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                    Connection::clock::now().time_since_epoch())
+                                    .count();
+                    running_since_[index].store(app_start, std::memory_order_relaxed);
+                    conn->note_app_start(app_start, static_cast<std::uint64_t>(::pthread_self()),
+                                         index);
                 }
                 app_.handle(*conn);
                 conn->complete(scope);
-                conn->note_app_end();
+                if (app_start != 0) {
+                    conn->note_app_end();
+                    running_since_[index].store(0, std::memory_order_relaxed);
+                    if (conn->timed_out()) {
+                        app_.clear_interrupt();
+                    }
+                }
                 conn->hold_final_write(nullptr, 0);
                 app_time += (Connection::clock::now() - started - app_time) / 8;
             }

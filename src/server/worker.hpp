@@ -73,7 +73,8 @@ public:
     // --request-timeout (see Connection::check_request_timeout): have the stuck thread's
     // stack logged and the thread interrupted (by the watchdog thread, not the loop); and,
     // when it stays stuck, write it off: stop accepting and ask for a replacement.
-    void report_timeout(std::uint64_t thread, const std::string& what);
+    void report_timeout(std::uint64_t thread, unsigned thread_index, std::int64_t started,
+                        const std::string& what);
     void write_off_thread(std::uint64_t thread, const std::string& what);
     // A request is done (answered): --max-requests counts it.
     void note_request_done() {
@@ -185,7 +186,16 @@ private:
     std::thread watchdog_;
     std::mutex watchdog_mutex_;
     std::condition_variable watchdog_wake_;
-    std::vector<std::pair<std::uint64_t, std::string>> watchdog_jobs_; // guarded
+    struct StuckRequest {
+        std::uint64_t thread;
+        unsigned index;       // the blocking thread's number
+        std::int64_t started; // its app start (ns), to recognise the request
+        std::string what;
+    };
+    std::vector<StuckRequest> watchdog_jobs_; // guarded by watchdog_mutex_
+    // Per blocking thread: when its current request entered the app (ns), 0 when none.
+    // Changed by the thread with the GIL (enter()) held, read by the watchdog under it.
+    std::unique_ptr<std::atomic<std::int64_t>[]> running_since_;
     bool watchdog_stop_ = false;                                      // guarded
     bool written_off_ = false; // a thread was written off: never accept again
     std::uint64_t requests_done_ = 0;  // loop thread only

@@ -372,8 +372,15 @@ net::BlockingScope& WsgiApplication::blocking_scope() {
 // --request-timeout. The exception is a BaseException (as KeyboardInterrupt is), so the
 // app's `except Exception:` blocks do not swallow it; CPython raises it in the thread at
 // its next bytecode (a thread stuck in C code stays stuck, and is written off later).
-void WsgiApplication::interrupt(std::uint64_t thread, const std::string& what) {
+void WsgiApplication::interrupt(std::uint64_t thread, const std::string& what,
+                                const std::function<bool()>& still_running) {
     const PyGILState_STATE gil = PyGILState_Ensure();
+    // The thread changes requests only while it holds the GIL, which this thread holds now.
+    if (!still_running()) {
+        spdlog::info("request {} finished right after its timeout; nothing to interrupt", what);
+        PyGILState_Release(gil);
+        return;
+    }
     std::string stack;
     PyObject* sys = PyImport_ImportModule("sys");
     PyObject* frames = sys != nullptr ? PyObject_CallMethod(sys, "_current_frames", nullptr)
@@ -404,6 +411,11 @@ void WsgiApplication::interrupt(std::uint64_t thread, const std::string& what) {
     Py_XDECREF(ident);
     PyErr_Clear();
     PyGILState_Release(gil);
+}
+
+void WsgiApplication::clear_interrupt() {
+    PyThreadState_SetAsyncExc(PyThread_get_thread_ident(), nullptr);
+    PyErr_Clear();
 }
 
 void WsgiApplication::handle(server::Exchange& exchange) noexcept {

@@ -29,7 +29,9 @@ public:
     const std::atomic<int>* contention() const override { return &gil_waiters_; }
     void handle(server::Exchange& exchange) noexcept override; // GIL held
     // Logs the stuck thread's Python stack and raises RequestTimeout in it (takes the GIL).
-    void interrupt(std::uint64_t thread, const std::string& what) override;
+    void interrupt(std::uint64_t thread, const std::string& what,
+                   const std::function<bool()>& still_running) override;
+    void clear_interrupt() override;
 
 private:
     void run(server::Exchange& exchange);

@@ -365,3 +365,19 @@ def test_reload_paths_must_exist():
     result = run_cli(["--reload", "--reload-paths", "/no/such/dir", "wsgi_app:app"])
     assert result.returncode == 2
     assert "--reload-paths" in result.stderr
+
+
+def test_signals_for_the_master_never_reach_a_thread_the_app_started_at_import(server_factory):
+    """The master blocks its signals before importing the app: a thread the app starts at
+    import (an exporter, a scheduler) inherits the mask, so a signal the master is not
+    waiting for at that instant stays pending for it instead of killing or suspending the
+    whole server through that thread."""
+    server = server_factory.start("threaded_app:app", ["--workers", "1"], probe="/")
+    for _ in range(10):
+        for sig in (signal.SIGTTIN, signal.SIGHUP, signal.SIGTTOU, signal.SIGUSR2):
+            server.send_signal(sig)
+    wait_until(lambda: server.log().count("reload complete") >= 1, 30, "a reload to complete")
+    assert server.alive()
+    state = Path(f"/proc/{server.pid}/stat").read_text().split(")")[1].split()[0]
+    assert state != "T", "the master was suspended"
+    wait_until(lambda: http_get(server.port, "/").status == 200, 20, "the server to answer")
