@@ -19,9 +19,10 @@ how much CPU the server gets, much less what a request costs, so on a shared mac
 the figure to compare. For each it prints each side's median (min-max spread in % of it),
 the ratio b/a of the medians and the median of the per-round ratios, and the 1-minute load
 average before and after. Every run also records the CPU other processes used meanwhile (in
-% of the machine, /proc/stat minus the server and wrk); with --max-others PCT a pair in which
-either run saw more is redone (up to --retries times, after --retry-pause seconds). The server is
-pinned to CPU 1 and wrk to CPU 0, as in bench/run. With --rate, every run is followed by
+% of the machine, /proc/stat minus the server and wrk): the ratios are also given over the
+pairs in which others stayed at or under --quiet % (default 5) in both runs, and with
+--max-others PCT a pair in which either run saw more is redone (up to --retries times, after
+--retry-pause seconds). The server is pinned to CPU 1 and wrk to CPU 0, as in bench/run. With --rate, every run is followed by
 an open-loop `oha -q RATE --latency-correction` run and its p99 is reported too. Prints
 the median and every run. Loopback only; each server is stopped by PID.
 """
@@ -227,6 +228,9 @@ def main() -> int:
                     "most this many times, then keep it")
     ap.add_argument("--retry-pause", type=float, default=10.0,
                     help="seconds to wait before redoing a noisy pair")
+    ap.add_argument("--quiet", type=float, default=5.0,
+                    help="also report the ratios of the pairs in which other processes used at "
+                         "most this %% of the machine in both runs (default 5)")
     args = ap.parse_args()
     ncpu = os.cpu_count() or 1
     cleanups = [Path(c).resolve() for c in args.cleanup]
@@ -283,6 +287,7 @@ def main() -> int:
 
     retried = 0
     others_kept: list[float] = []
+    quiet: dict[tuple[str, int], list[bool]] = {}
     for rnd in range(args.runs):
         for threads in [int(t) for t in args.threads.split(",")]:
             for attempt in range(args.retries + 1):
@@ -296,8 +301,10 @@ def main() -> int:
                     break
                 retried += 1
                 time.sleep(args.retry_pause)
+            quiet_pair = max(r["others"] for r in pair.values()) <= args.quiet
             for label, r in pair.items():
                 others_kept.append(r["others"])
+                quiet.setdefault((label, threads), []).append(quiet_pair)
                 for metric, v in r["metrics"].items():
                     results.setdefault((label, threads, metric), []).append(v)
     load_after = os.getloadavg()[0]
@@ -322,6 +329,11 @@ def main() -> int:
             print(f"threads={threads} {metric:10} b/a: {statistics.median(xs) / statistics.median(a):.4f}"
                   f" (ratio of medians); per-round {statistics.median(ratios):.4f} median, "
                   f"{min(ratios):.4f}-{max(ratios):.4f}")
+            q = [y / x for x, y, ok in zip(a, xs, quiet[("b", threads)]) if x and ok]
+            if q:
+                print(f"threads={threads} {metric:10} b/a: {statistics.median(q):.4f} per-round "
+                      f"median of the {len(q)} quiet pairs (others <= {args.quiet:.0f}% in both "
+                      f"runs), {min(q):.4f}-{max(q):.4f}")
     return 0
 
 

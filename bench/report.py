@@ -403,6 +403,11 @@ def write_report(res: dict, out: Path, results_dir: Path | None = None) -> None:
         L += table(["workload"] + [LABELS[x] for x in servers], rows)
 
     # ---- efficiency
+    # Hand-written: what observability costs (bench/instructions.py, bench/ab.py runs).
+    observability = Path(__file__).resolve().parent / "observability.md"
+    if observability.exists():
+        a(observability.read_text().rstrip())
+        a("")
     a("## Efficiency vs the limit")
     a("")
     ceil = s.ceiling()
