@@ -37,11 +37,20 @@ void append_escaped_byte(std::string& out, unsigned char c) {
     }
 }
 
+// One lookup per byte on the event loop's path (every request's target and agent).
+constexpr std::array<bool, 256> text_escape = [] {
+    std::array<bool, 256> t{};
+    for (int c = 0; c < 256; ++c) {
+        t[c] = c < 0x20 || c >= 0x7f || c == '"' || c == '\\';
+    }
+    return t;
+}();
+
 void append_escaped(std::string& out, std::string_view value) {
     std::size_t clean = 0;
     for (std::size_t i = 0; i < value.size(); ++i) {
         const auto c = static_cast<unsigned char>(value[i]);
-        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\') {
+        if (text_escape[c]) {
             out.append(value.data() + clean, i - clean);
             append_escaped_byte(out, c);
             clean = i + 1;

@@ -401,13 +401,15 @@ void Connection::record_request(int status, std::uint64_t response_bytes, bool b
 }
 
 void Connection::record_exchange() {
-    if (request_recorded_) {
-        return;
-    }
     metrics::WorkerSlot& stats = worker_.stats();
     if (queue_wait_ns_ >= 0) {
+        // Also for a request the loop already answered (504): it did wait in the queue.
         metrics::observe(stats, metrics::idx::queue_wait, metrics::queue_wait_bounds,
                          static_cast<std::uint64_t>(queue_wait_ns_));
+        queue_wait_ns_ = -1;
+    }
+    if (request_recorded_) {
+        return;
     }
     if (abandoned_) {
         // Its client left while it waited: no response, so not a request in
@@ -447,7 +449,10 @@ void Connection::on_exchange_done() {
     }
     record_exchange();
     if (timed_out()) {
-        close(CloseReason::response); // answered 504 by the loop: the write side is shut
+        // Answered 504 by the loop (the write side is shut): drain what the client still
+        // sends before closing, so a reset does not destroy the 504 on its way.
+        linger_reason_ = CloseReason::response;
+        lingering_close();
         return;
     }
     // keep_alive() is what the response told the client. One that said keep-alive
