@@ -771,7 +771,10 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
                     }
                     pos.serving = pos.successor;
                     pos.successor = 0;
-                    if (!reload_queue.empty() && reload_queue.front() == i) {
+                    // Only a successor started by the reload runs the new code (with
+                    // --lazy-apps, one recycled before the SIGHUP may have imported the old).
+                    if (!reload_queue.empty() && reload_queue.front() == i &&
+                        pos.successor_reason == RestartReason::reload) {
                         reload_queue.erase(reload_queue.begin());
                         if (reload_queue.empty()) {
                             spdlog::info("reload complete: every worker runs the new code");
@@ -786,6 +789,9 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
             }
             if (serving == nullptr) {
                 continue;
+            }
+            if (exec_pending) {
+                continue; // the re-exec waits for no successor; start none meanwhile
             }
             const metrics::WorkerSlot& stats = page->slot(serving->stats_slot);
             if (const auto recycle = stats.recycle.load(std::memory_order_acquire); recycle != 0) {

@@ -83,6 +83,9 @@ std::string prepare_process(const Config& config) {
             base.pop_back();
         }
         ::setenv("PWD", base.c_str(), 1); // what a shell would say after `cd dir`
+        // A ".." after a symbolic link names another directory than chdir reached: then
+        // the physical one is the truth.
+        base = server::logical_current_directory();
     }
     const std::string cwd = base;
     try {

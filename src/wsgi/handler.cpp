@@ -337,6 +337,19 @@ WsgiApplication::WsgiApplication(const Config& config, PyObject* app,
             "already got 504).",
             PyExc_BaseException, nullptr);
         PyErr_Clear();
+        // Reachable by name (`from appserver import RequestTimeout`): on the package under
+        // the Python front door, on a module of that name under the standalone executable.
+        PyObject* module = PyImport_ImportModule("appserver");
+        if (module == nullptr) {
+            PyErr_Clear();
+            module = PyImport_AddModule("appserver"); // borrowed
+            Py_XINCREF(module);
+        }
+        if (module != nullptr && request_timeout_ != nullptr) {
+            PyObject_SetAttrString(module, "RequestTimeout", request_timeout_);
+        }
+        Py_XDECREF(module);
+        PyErr_Clear();
     }
 }
 

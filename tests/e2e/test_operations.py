@@ -309,7 +309,9 @@ def test_request_timeout_answers_504_logs_the_stack_and_interrupts_the_app(serve
     assert resp.status == 504 and resp.reason == "Gateway Timeout" and resp.server_closes
     # The loop's answer came first; the stuck thread was interrupted where Python allows.
     wait_until(
-        lambda: server.marker(f"interrupted-{token}-RequestTimeout").exists(), 20, "the app to be interrupted"
+        lambda: server.marker(f"interrupted-{token}-RequestTimeout-True").exists(),
+        20,
+        "the app to be interrupted",
     )
     log = server.wait_for_log("stuck request GET /spin", timeout=10)
     assert f"[request_id={token}] request timed out after 1s in the application" in log

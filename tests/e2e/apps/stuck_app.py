@@ -24,7 +24,9 @@ def app(environ, start_response):
             while True:
                 pass
         except BaseException as e:
-            mark(f"interrupted-{token}-{type(e).__name__}")
+            from appserver import RequestTimeout  # noqa: PLC0415 - the server provides it
+
+            mark(f"interrupted-{token}-{type(e).__name__}-{isinstance(e, RequestTimeout)}")
             raise
     if path == "/sleep":
         mark(f"started-{token}")
