@@ -633,6 +633,12 @@ bool Worker::enqueue(std::shared_ptr<Connection>& connection) {
     const bool queued = backlog_.try_push(connection, full);
     if (full) {
         pause_accepting();
+        // A thread may have taken the request between the push and the pause, and found
+        // no resume asked for yet: then nobody would resume until a request ends. The
+        // queue's lock orders the two, so one of them sees the other.
+        if (backlog_.depth() < backlog_.capacity()) {
+            resume_accepting_if_room();
+        }
     }
     return queued;
 }
