@@ -9,6 +9,8 @@
 #include <strings.h>
 
 #include <cstring>
+#include <exception>
+#include <new>
 
 namespace appserver::http {
 namespace {
@@ -107,6 +109,17 @@ RequestParser::RequestParser(const ParserLimits& limits)
 }
 
 std::size_t RequestParser::feed(const char* data, std::size_t len) {
+    // Whatever throws while parsing (out of memory) fails this request alone, with a 500,
+    // rather than the event loop that called in.
+    try {
+        return feed_unguarded(data, len);
+    } catch (...) {
+        fail_on_exception();
+        return len;
+    }
+}
+
+std::size_t RequestParser::feed_unguarded(const char* data, std::size_t len) {
     if (state_ == State::complete || state_ == State::error || len == 0) {
         return 0;
     }
@@ -720,26 +733,65 @@ int RequestParser::on_message_complete(llhttp_t* p) {
     return HPE_PAUSED; // keep a pipelined next request's bytes with the caller
 }
 
+// Only inside a catch handler.
+void RequestParser::fail_on_exception() noexcept {
+    state_ = State::error;
+    error_status_ = 500;
+    try {
+        throw;
+    } catch (const std::bad_alloc&) {
+        error_reason_ = "out of memory"; // short enough for the string's own buffer
+    } catch (const std::exception& e) {
+        try {
+            error_reason_ = std::string("internal error while parsing: ") + e.what();
+        } catch (...) {
+            error_reason_.clear();
+        }
+    } catch (...) {
+        error_reason_.clear();
+    }
+}
+
+template <int (*Callback)(llhttp_t*)>
+int RequestParser::guarded(llhttp_t* p) noexcept {
+    try {
+        return Callback(p);
+    } catch (...) {
+        static_cast<RequestParser*>(p->data)->fail_on_exception();
+        return HPE_USER;
+    }
+}
+
+template <int (*Callback)(llhttp_t*, const char*, std::size_t)>
+int RequestParser::guarded(llhttp_t* p, const char* at, std::size_t len) noexcept {
+    try {
+        return Callback(p, at, len);
+    } catch (...) {
+        static_cast<RequestParser*>(p->data)->fail_on_exception();
+        return HPE_USER;
+    }
+}
+
 const llhttp_settings_t* RequestParser::settings() {
     static const llhttp_settings_t s = [] {
         llhttp_settings_t t;
         llhttp_settings_init(&t);
-        t.on_message_begin = &RequestParser::on_message_begin;
-        t.on_method_complete = &RequestParser::on_method_complete;
-        t.on_url = &RequestParser::on_url;
-        t.on_header_field = &RequestParser::on_header_field;
-        t.on_header_field_complete = &RequestParser::on_header_field_complete;
-        t.on_header_value = &RequestParser::on_header_value;
-        t.on_header_value_complete = &RequestParser::on_header_value_complete;
-        t.on_headers_complete = &RequestParser::on_headers_complete;
-        t.on_body = &RequestParser::on_body;
-        t.on_chunk_header = &RequestParser::on_chunk_header;
-        t.on_chunk_complete = &RequestParser::on_chunk_complete;
-        t.on_chunk_extension_name = &RequestParser::on_chunk_extension_name;
-        t.on_chunk_extension_name_complete = &RequestParser::on_chunk_extension_name_complete;
-        t.on_chunk_extension_value = &RequestParser::on_chunk_extension_value;
-        t.on_chunk_extension_value_complete = &RequestParser::on_chunk_extension_value_complete;
-        t.on_message_complete = &RequestParser::on_message_complete;
+        t.on_message_begin = &guarded<&RequestParser::on_message_begin>;
+        t.on_method_complete = &guarded<&RequestParser::on_method_complete>;
+        t.on_url = &guarded<&RequestParser::on_url>;
+        t.on_header_field = &guarded<&RequestParser::on_header_field>;
+        t.on_header_field_complete = &guarded<&RequestParser::on_header_field_complete>;
+        t.on_header_value = &guarded<&RequestParser::on_header_value>;
+        t.on_header_value_complete = &guarded<&RequestParser::on_header_value_complete>;
+        t.on_headers_complete = &guarded<&RequestParser::on_headers_complete>;
+        t.on_body = &guarded<&RequestParser::on_body>;
+        t.on_chunk_header = &guarded<&RequestParser::on_chunk_header>;
+        t.on_chunk_complete = &guarded<&RequestParser::on_chunk_complete>;
+        t.on_chunk_extension_name = &guarded<&RequestParser::on_chunk_extension_name>;
+        t.on_chunk_extension_name_complete = &guarded<&RequestParser::on_chunk_extension_name_complete>;
+        t.on_chunk_extension_value = &guarded<&RequestParser::on_chunk_extension_value>;
+        t.on_chunk_extension_value_complete = &guarded<&RequestParser::on_chunk_extension_value_complete>;
+        t.on_message_complete = &guarded<&RequestParser::on_message_complete>;
         return t;
     }();
     return &s;

@@ -65,7 +65,8 @@ public:
 
     // Parses up to len bytes and returns how many it consumed. Stops right after the end
     // of a message, so the bytes of a pipelined next request stay with the caller.
-    // Body bytes are appended to body(). Check state() afterwards.
+    // Body bytes are appended to body(). Check state() afterwards. Never throws: what
+    // throws inside (out of memory) fails the request with a 500.
     std::size_t feed(const char* data, std::size_t len);
 
     // The peer closed its side: a message cut short becomes an error.
@@ -93,12 +94,21 @@ public:
     const std::string& body() const { return body_; }
     std::uint64_t body_received() const { return body_received_; }
 
-    // For State::error: the status to answer with (400, 413, 431, 501, 505) and why.
+    // For State::error: the status to answer with (400, 413, 431, 501, 505; 500 when a
+    // callback threw) and why.
     int error_status() const { return error_status_; }
     const std::string& error_reason() const { return error_reason_; }
 
 private:
     static const llhttp_settings_t* settings();
+    // What llhttp calls: the callback below, behind a firewall. A C++ exception must not
+    // unwind through llhttp's C frames; it fails the request with a 500 instead.
+    template <int (*Callback)(llhttp_t*)>
+    static int guarded(llhttp_t* p) noexcept;
+    template <int (*Callback)(llhttp_t*, const char*, std::size_t)>
+    static int guarded(llhttp_t* p, const char* at, std::size_t len) noexcept;
+    void fail_on_exception() noexcept;
+    std::size_t feed_unguarded(const char* data, std::size_t len);
     static int on_message_begin(llhttp_t* p);
     static int on_method_complete(llhttp_t* p);
     static int on_url(llhttp_t* p, const char* at, std::size_t len);

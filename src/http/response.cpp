@@ -88,15 +88,49 @@ HopByHop classify_hop_by_hop(std::string_view name) {
     return HopByHop::no;
 }
 
+std::size_t format_date_line(std::time_t t, char* out) {
+    // Not strftime: its %a and %b follow LC_TIME, and RFC 9110 5.6.7 wants these names.
+    static constexpr char days[] = "SunMonTueWedThuFriSat";
+    static constexpr char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    std::tm tm{};
+    ::gmtime_r(&t, &tm);
+    char* p = out;
+    auto text = [&p](std::string_view s) {
+        for (char c : s) {
+            *p++ = c;
+        }
+    };
+    auto two = [&p](int v) {
+        *p++ = static_cast<char>('0' + v / 10 % 10);
+        *p++ = static_cast<char>('0' + v % 10);
+    };
+    text("Date: ");
+    text(std::string_view(days + 3 * tm.tm_wday, 3));
+    text(", ");
+    two(tm.tm_mday);
+    *p++ = ' ';
+    text(std::string_view(months + 3 * tm.tm_mon, 3));
+    *p++ = ' ';
+    const int year = tm.tm_year + 1900; // four digits until 9999
+    two(year / 100);
+    two(year % 100);
+    *p++ = ' ';
+    two(tm.tm_hour);
+    *p++ = ':';
+    two(tm.tm_min);
+    *p++ = ':';
+    two(tm.tm_sec);
+    text(" GMT\r\n");
+    return static_cast<std::size_t>(p - out);
+}
+
 std::string_view date_line() {
     thread_local std::time_t cached_second = 0;
     thread_local char line[64];
     thread_local std::size_t line_len = 0;
     const std::time_t now = std::time(nullptr);
     if (now != cached_second) {
-        std::tm tm{};
-        ::gmtime_r(&now, &tm);
-        line_len = std::strftime(line, sizeof line, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+        line_len = format_date_line(now, line);
         cached_second = now;
     }
     return {line, line_len};

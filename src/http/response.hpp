@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <ctime>
 #include <string>
 #include <string_view>
 
@@ -36,6 +37,10 @@ HopByHop classify_hop_by_hop(std::string_view name);
 
 // "Date: <IMF-fixdate>\r\n", recomputed at most once a second per thread.
 std::string_view date_line();
+
+// Writes "Date: <IMF-fixdate of t>\r\n" (37 bytes) to out; its length. English names
+// whatever the process locale (an app may call setlocale(LC_ALL, "")).
+std::size_t format_date_line(std::time_t t, char* out);
 
 // Appends "<hex>\r\n" for a chunk of n bytes (n > 0).
 void append_chunk_size(std::string& out, std::size_t n);

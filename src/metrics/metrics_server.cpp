@@ -7,6 +7,7 @@
 #include "http/response.hpp"
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
@@ -24,6 +25,7 @@
 #include <csignal>
 #include <cstring>
 #include <memory>
+#include <future>
 #include <mutex>
 #include <new>
 #include <thread>
@@ -127,7 +129,8 @@ class Connection;
 
 // Everything the thread owns. Each completion handler runs under handler_mutex (see
 // guarded()), and no handler runs outside it, so a fork() between before_fork and
-// after_fork_parent finds the thread in epoll_wait or waiting for that mutex.
+// after_fork_parent finds the thread in epoll_wait or waiting for that mutex (once it has
+// started: MetricsServer::run() returns only then).
 class Core {
 public:
     Core(int fd, int family, ScrapeSources sources, const MetricsServerLimits& limits)
@@ -162,6 +165,7 @@ public:
     }
 
     void stop_io() { io_.stop(); }
+    net::io_context& io() { return io_; }
     void close_all();            // with the thread stopped
     void close_fds_after_fork(); // in the child: plain close(), nothing else
 
@@ -592,6 +596,13 @@ void MetricsServer::run() {
         throw;
     }
     ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    // Return only once the thread runs its event loop: until then it is starting up
+    // (allocating, outside any handler), and a fork() then could copy a lock it holds into
+    // the child, which before_fork() does not cover. A handler of its own says so.
+    std::promise<void> running;
+    std::future<void> started = running.get_future();
+    net::post(core.io(), core.guarded([&running] { running.set_value(); }));
+    started.wait();
 }
 
 void MetricsServer::stop() {

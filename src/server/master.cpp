@@ -136,6 +136,24 @@ std::string describe_status(int status) {
 
 } // namespace
 
+void exit_worker_on_exception(unsigned worker, const char* where) noexcept {
+    const char* what = "an exception of unknown type";
+    try {
+        throw;
+    } catch (const std::exception& e) {
+        what = e.what();
+    } catch (...) {
+    }
+    try {
+        spdlog::critical("worker {}: {}: {}; exiting", worker, where, what);
+        log::flush();
+    } catch (...) {
+        // The logger itself failed (out of memory?): the bare reason on stderr then.
+        ::dprintf(STDERR_FILENO, "worker %u: %s: %s; exiting\n", worker, where, what);
+    }
+    ::_exit(worker_exception_status);
+}
+
 void report_worker_ready() {
     if (own_slot != nullptr) {
         own_slot->ready.store(1, std::memory_order_release);
@@ -300,26 +318,31 @@ int run_master(const Config& config, net::ListenSocket& listener, ProcessHooks& 
         }
         const pid_t pid = ::fork();
         if (pid == 0) {
-            own_slot = &stats;
-            own_slot_index = static_cast<unsigned>(slot);
-            if (metrics_server != nullptr) {
-                metrics_server->after_fork_child();
+            // Whatever is thrown in the child ends here, never in the master's frames.
+            try {
+                own_slot = &stats;
+                own_slot_index = static_cast<unsigned>(slot);
+                if (metrics_server != nullptr) {
+                    metrics_server->after_fork_child();
+                }
+                if (watcher != nullptr) {
+                    watcher->after_fork_child();
+                }
+                hooks.after_fork_child();
+                set_process_title("appserver: worker " + std::to_string(position) + " [" +
+                                      config.target + "]",
+                                  "appserver w" + std::to_string(position));
+                // A worker must not outlive its master (kill -9 of the master).
+                ::prctl(PR_SET_PDEATHSIG, SIGTERM);
+                if (::getppid() != master_pid) {
+                    ::_exit(1);
+                }
+                int rc = run_worker(position);
+                log::flush();
+                ::_exit(rc);
+            } catch (...) {
+                exit_worker_on_exception(position, "while starting or stopping");
             }
-            if (watcher != nullptr) {
-                watcher->after_fork_child();
-            }
-            hooks.after_fork_child();
-            set_process_title("appserver: worker " + std::to_string(position) + " [" +
-                                  config.target + "]",
-                              "appserver w" + std::to_string(position));
-            // A worker must not outlive its master (kill -9 of the master).
-            ::prctl(PR_SET_PDEATHSIG, SIGTERM);
-            if (::getppid() != master_pid) {
-                ::_exit(1);
-            }
-            int rc = run_worker(position);
-            log::flush();
-            ::_exit(rc);
         }
         if (metrics_server != nullptr) {
             metrics_server->after_fork_parent();

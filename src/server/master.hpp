@@ -31,6 +31,16 @@ inline int stop_now_signal() {
 // value for the same case.
 inline constexpr int worker_boot_failure_status = 4;
 
+// A worker's exit status when a C++ exception left its code (EX_SOFTWARE); respawned like
+// a crash.
+inline constexpr int worker_exception_status = 70;
+
+// Only inside a catch handler, in a worker: logs what was thrown and where, then _exit()s
+// with worker_exception_status. Unwinding further would run the master's frames in the
+// child (or, under `python -m appserver`, return into Python: interpreter shutdown and
+// the app's atexit handlers), with threads still using what the unwinding frees.
+[[noreturn]] void exit_worker_on_exception(unsigned worker, const char* where) noexcept;
+
 // What the embedding runtime must do around fork and around the master's waits
 // (for CPython: PyOS_*Fork* and releasing the GIL while asleep).
 class ProcessHooks {

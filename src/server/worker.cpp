@@ -17,6 +17,7 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -140,6 +141,9 @@ Worker::Worker(const Config& config, const net::ListenSocket& listener, Applicat
     }
     const int protocol = listener.family == AF_UNIX ? 0 : IPPROTO_TCP;
     acceptor_.assign(asio::generic::stream_protocol(listener.family, protocol), listener.fd);
+    // accept4 on a listening socket the workers share must not block when another worker
+    // took the connection first (see do_accept).
+    acceptor_.non_blocking(true);
 }
 
 Worker::~Worker() {
@@ -226,6 +230,16 @@ void Worker::make_request_id(RequestId& out) {
 }
 
 int Worker::run() {
+    // An exception here must not unwind past the threads this started (~Worker detaches
+    // them, and they would use what the unwinding frees): the worker ends here.
+    try {
+        return serve();
+    } catch (...) {
+        exit_worker_on_exception(index_, "while serving");
+    }
+}
+
+int Worker::serve() {
     if (!config_.access_log.empty()) {
         // Opened by each worker (O_APPEND: the workers' lines never overwrite each other);
         // the master checked at start-up that it can be opened.
@@ -275,10 +289,22 @@ int Worker::run() {
         corks_.push_back(std::make_unique<ResponseCork>());
     }
     for (unsigned i = 0; i < thread_count; ++i) {
-        threads_.emplace_back([this] { blocking_thread_main(); });
+        threads_.emplace_back([this] {
+            try {
+                blocking_thread_main();
+            } catch (...) { // not std::terminate's abort: a logged reason
+                exit_worker_on_exception(index_, "in a blocking thread");
+            }
+        });
     }
     if (config_.request_timeout > 0 && thread_count > 0) {
-        watchdog_ = std::thread([this] { watchdog_main(); });
+        watchdog_ = std::thread([this] {
+            try {
+                watchdog_main();
+            } catch (...) {
+                exit_worker_on_exception(index_, "in the watchdog thread");
+            }
+        });
     }
     batch_schedule_event_loop(index_);
     do_accept();
@@ -384,43 +410,94 @@ void Worker::drain_done() {
     resume_accepting_if_room();
 }
 
+// accept4 rather than Asio's accept, which sets no close-on-exec flag: a client's socket
+// is close-on-exec from its first instant, so a process the app starts (subprocess,
+// os.system) on another thread never inherits a connection, and the worker's close of it
+// is the one that ends it. Accepts while connections are waiting (a batch, then the other
+// handlers get a turn), waits for readability only once the kernel queue is empty.
 void Worker::do_accept() {
     if (accept_armed_ || accept_paused_ || draining()) {
         return;
     }
+    for (int taken = 0; taken < 64; ++taken) {
+        if (accept_paused_ || draining()) { // a connection's first request filled the queue
+            return;
+        }
+        sockaddr_storage peer{};
+        socklen_t peer_len = sizeof peer;
+        const int fd = ::accept4(acceptor_.native_handle(), reinterpret_cast<sockaddr*>(&peer),
+                                 &peer_len, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd >= 0) {
+            take_connection(fd, peer, peer_len);
+            continue;
+        }
+        const int err = errno;
+        if (err == EINTR || err == ECONNABORTED || err == EPROTO) {
+            continue; // that client left before it was taken
+        }
+        if (err == EAGAIN || err == EWOULDBLOCK) { // none left (or another worker took it)
+            wait_for_connection();
+            return;
+        }
+        // Out of descriptors or memory: back off briefly instead of spinning.
+        spdlog::error("accept: {}", std::strerror(err));
+        retry_accept_later();
+        return;
+    }
     accept_armed_ = true;
-    acceptor_.async_accept([this](const boost::system::error_code& ec,
-                                  asio::generic::stream_protocol::socket socket) {
+    asio::post(io_, [this] {
         accept_armed_ = false;
+        do_accept();
+    });
+}
+
+void Worker::wait_for_connection() {
+    accept_armed_ = true;
+    acceptor_.async_wait(asio::socket_base::wait_read, [this](const boost::system::error_code& ec) {
+        accept_armed_ = false;
+        if (ec == asio::error::operation_aborted) {
+            do_accept(); // cancelled by a pause that may already be over
+            return;
+        }
         if (ec) {
-            if (ec == asio::error::operation_aborted) {
-                do_accept(); // cancelled by a pause that may already be over
-                return;
-            }
             if (draining()) {
                 return;
             }
-            // Out of descriptors or memory: back off briefly instead of spinning.
             spdlog::error("accept: {}", ec.message());
-            accept_retry_timer_.expires_after(std::chrono::milliseconds(100));
-            accept_retry_timer_.async_wait([this](const boost::system::error_code& e) {
-                if (!e) {
-                    do_accept();
-                }
-            });
+            retry_accept_later();
             return;
         }
-        metrics::bump(slot_->cumulative[metrics::idx::connections_accepted]);
-        std::string addr;
-        std::uint16_t port = 0;
-        boost::system::error_code ignored;
-        describe_peer(socket.remote_endpoint(ignored), addr, port);
-        auto conn = std::make_shared<Connection>(*this, std::move(socket), std::move(addr), port);
-        connections_.emplace(conn.get(), conn);
-        slot_->connections_open.store(connections_.size(), std::memory_order_relaxed);
-        conn->start();
         do_accept();
     });
+}
+
+void Worker::retry_accept_later() {
+    accept_retry_timer_.expires_after(std::chrono::milliseconds(100));
+    accept_retry_timer_.async_wait([this](const boost::system::error_code& e) {
+        if (!e) {
+            do_accept();
+        }
+    });
+}
+
+void Worker::take_connection(int fd, const sockaddr_storage& peer, socklen_t peer_len) {
+    asio::generic::stream_protocol::socket socket(io_);
+    boost::system::error_code ec;
+    socket.assign(asio::generic::stream_protocol(family_, family_ == AF_UNIX ? 0 : IPPROTO_TCP),
+                  fd, ec);
+    if (ec) {
+        ::close(fd);
+        spdlog::error("accept: {}", ec.message());
+        return;
+    }
+    metrics::bump(slot_->cumulative[metrics::idx::connections_accepted]);
+    std::string addr;
+    std::uint16_t port = 0;
+    describe_peer(asio::generic::stream_protocol::endpoint(&peer, peer_len), addr, port);
+    auto conn = std::make_shared<Connection>(*this, std::move(socket), std::move(addr), port);
+    connections_.emplace(conn.get(), conn);
+    slot_->connections_open.store(connections_.size(), std::memory_order_relaxed);
+    conn->start();
 }
 
 // While the request queue is full, a new connection's request could only get a 503, so

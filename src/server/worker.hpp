@@ -19,6 +19,8 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <sys/socket.h>
+
 #include <atomic>
 #include <chrono>
 #include <string>
@@ -46,7 +48,8 @@ public:
     ~Worker();
 
     // Runs until shut down by SIGTERM/SIGINT/SIGQUIT. Returns the process exit code.
-    // The calling thread becomes the event loop thread.
+    // The calling thread becomes the event loop thread. Whatever is thrown meanwhile
+    // (here or in the worker's threads) ends the process: logged, then _exit().
     int run();
 
     // ---- for connections, on the event-loop thread ------------------------------------
@@ -110,7 +113,11 @@ public:
     static std::chrono::milliseconds sweep_period(const Config& config);
 
 private:
+    int serve();
     void do_accept();
+    void wait_for_connection();
+    void retry_accept_later();
+    void take_connection(int fd, const sockaddr_storage& peer, socklen_t peer_len);
     void pause_accepting();
     void resume_accepting_if_room();
     void do_sweep();
@@ -157,7 +164,7 @@ private:
     std::atomic<bool> draining_{false};
     bool forced_ = false;
     bool stopped_now_ = false; // forced by the master's stop-now signal, not the grace timer
-    bool accept_armed_ = false;  // an async_accept is outstanding
+    bool accept_armed_ = false;  // a wait for a connection (or the next batch) is outstanding
     bool accept_paused_ = false; // the request queue is full: new connections wait in the kernel
     // Set while accepting is paused: the first blocking thread to take a request then asks
     // the loop to accept again (else a small queue would stay closed until a request ends).

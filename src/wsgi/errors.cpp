@@ -6,6 +6,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <exception>
+#include <new>
 #include <string>
 
 namespace appserver::wsgi {
@@ -90,9 +92,9 @@ PyObject* errors_flush(PyObject*, PyObject*) {
 }
 
 PyMethodDef errors_methods[] = {
-    {"write", errors_write, METH_O, "write(str): log the text (one log line per line)."},
-    {"writelines", errors_writelines, METH_O, "writelines(iterable of str)."},
-    {"flush", errors_flush, METH_NOARGS, "Log a pending partial line."},
+    {"write", guarded<errors_write>, METH_O, "write(str): log the text (one log line per line)."},
+    {"writelines", guarded<errors_writelines>, METH_O, "writelines(iterable of str)."},
+    {"flush", guarded<errors_flush>, METH_NOARGS, "Log a pending partial line."},
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -127,6 +129,18 @@ PyObject* errors_stream() {
 void flush_errors_stream() {
     if (!pending_line.empty()) {
         emit_lines(pending_line, true);
+    }
+}
+
+void raise_current_exception() noexcept {
+    try {
+        throw;
+    } catch (const std::bad_alloc&) {
+        PyErr_NoMemory();
+    } catch (const std::exception& e) {
+        PyErr_Format(PyExc_SystemError, "appserver internal error: %s", e.what());
+    } catch (...) {
+        PyErr_SetString(PyExc_SystemError, "appserver internal error (unknown exception)");
     }
 }
 

@@ -77,17 +77,17 @@ void wrapper_dealloc(PyObject* o) {
 }
 
 PyMethodDef wrapper_methods[] = {
-    {"close", wrapper_close, METH_NOARGS, "Close the wrapped file."},
+    {"close", guarded<wrapper_close>, METH_NOARGS, "Close the wrapped file."},
     {nullptr, nullptr, 0, nullptr},
 };
 
 PyType_Slot wrapper_slots[] = {
-    {Py_tp_new, reinterpret_cast<void*>(wrapper_new)},
+    {Py_tp_new, reinterpret_cast<void*>(guarded<wrapper_new>)},
     {Py_tp_dealloc, reinterpret_cast<void*>(wrapper_dealloc)},
     {Py_tp_traverse, reinterpret_cast<void*>(wrapper_traverse)},
     {Py_tp_clear, reinterpret_cast<void*>(wrapper_clear)},
     {Py_tp_iter, reinterpret_cast<void*>(PyObject_SelfIter)},
-    {Py_tp_iternext, reinterpret_cast<void*>(wrapper_iternext)},
+    {Py_tp_iternext, reinterpret_cast<void*>(guarded<wrapper_iternext>)},
     {Py_tp_methods, wrapper_methods},
     {Py_tp_doc, const_cast<char*>("wsgi.file_wrapper(filelike, blksize=8192)")},
     {0, nullptr},

@@ -266,11 +266,11 @@ void input_dealloc(PyObject* self) {
 }
 
 PyMethodDef input_methods[] = {
-    {"read", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(input_read)),
+    {"read", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(guarded<input_read>)),
      METH_FASTCALL, "read(size=-1) -> bytes: up to size bytes of the body; b'' at the end."},
-    {"readline", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(input_readline)),
+    {"readline", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(guarded<input_readline>)),
      METH_FASTCALL, "readline(size=-1) -> bytes: one line, including its b'\\n'."},
-    {"readlines", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(input_readlines)),
+    {"readlines", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(guarded<input_readlines>)),
      METH_FASTCALL, "readlines(hint=-1) -> list of lines."},
     {"close", input_close, METH_NOARGS, "No-op: the server closes the body."},
     {nullptr, nullptr, 0, nullptr},
@@ -280,7 +280,7 @@ PyType_Slot input_slots[] = {
     {Py_tp_dealloc, reinterpret_cast<void*>(input_dealloc)},
     {Py_tp_methods, input_methods},
     {Py_tp_iter, reinterpret_cast<void*>(PyObject_SelfIter)},
-    {Py_tp_iternext, reinterpret_cast<void*>(input_iternext)},
+    {Py_tp_iternext, reinterpret_cast<void*>(guarded<input_iternext>)},
     {Py_tp_doc, const_cast<char*>("The request body (wsgi.input).")},
     {0, nullptr},
 };

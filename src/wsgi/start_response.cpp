@@ -39,12 +39,12 @@ PyObject* write_impl(PyObject* state, PyObject* data);
 PyObject* start_response_impl(PyObject* state, PyObject* const* args, Py_ssize_t nargs,
                               PyObject* kwnames);
 
-PyMethodDef write_def = {"write", write_impl, METH_O,
+PyMethodDef write_def = {"write", guarded<write_impl>, METH_O,
                          "write(data: bytes): send data now (PEP 3333 write callable)."};
 
 PyMethodDef start_response_def = {
     "start_response",
-    reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(start_response_impl)),
+    reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(guarded<start_response_impl>)),
     METH_FASTCALL | METH_KEYWORDS,
     "start_response(status, response_headers, exc_info=None) -> write"};
 
@@ -192,7 +192,13 @@ PyObject* start_response_impl(PyObject* state, PyObject* const* args, Py_ssize_t
     Py_INCREF(headers);
     self->status = status;
     self->headers = headers;
-    if (!apply_head(self)) {
+    bool applied = false;
+    try {
+        applied = apply_head(self);
+    } catch (...) { // undone below like any other failure, not left half-applied
+        raise_current_exception();
+    }
+    if (!applied) {
         Py_DECREF(self->status);
         Py_DECREF(self->headers);
         self->status = previous_status;

@@ -62,6 +62,31 @@ struct FileWrapperObject {
 };
 PyTypeObject* file_wrapper_type();
 
+// ---- the C++/CPython boundary ----------------------------------------------------------
+// Only inside a catch handler (GIL held): the C++ exception being handled as the Python
+// exception that fits (MemoryError for bad_alloc, else SystemError with its what()).
+void raise_current_exception() noexcept;
+
+// What CPython calls (methods, tp_new, tp_iternext) is Guard<&fn>::call: a C++ exception
+// must not unwind through the interpreter's C frames (undefined behaviour: at best its
+// state is left half-updated); it becomes a Python exception, and fn's caller sees NULL.
+// Deallocators, traverse and clear call only the C API, which cannot throw.
+template <auto Fn>
+struct Guard;
+template <typename... Args, PyObject* (*Fn)(Args...)>
+struct Guard<Fn> {
+    static PyObject* call(Args... args) noexcept {
+        try {
+            return Fn(args...);
+        } catch (...) {
+            raise_current_exception();
+            return nullptr;
+        }
+    }
+};
+template <auto Fn>
+inline constexpr auto guarded = &Guard<Fn>::call;
+
 // Logs the pending Python exception with its traceback, then clears it.
 void log_exception(const char* context);
 

@@ -32,7 +32,9 @@ POLL_INTERVAL = 0.02  # granularity of readiness/marker polling (never used as a
 
 
 def binary_path() -> Path:
-    return Path(os.environ.get("APPSERVER_BIN", REPO_ROOT / "build" / "dev" / "appserver"))
+    # Absolute: servers start in tests/e2e/apps, so a path relative to the caller's
+    # directory (APPSERVER_BIN=build/asan-ubsan/appserver) would not be found there.
+    return Path(os.environ.get("APPSERVER_BIN", REPO_ROOT / "build" / "dev" / "appserver")).absolute()
 
 
 def python_package_dir() -> Path:

@@ -64,6 +64,12 @@ def metrics_server(factory, extra=(), **kw):
 
 def test_metrics_count_requests_by_method_and_code(server_factory):
     server = metrics_server(server_factory)
+    # The start-up probe (GET /hello) is counted a moment after it was answered.
+    wait_until(
+        lambda: value(scrape(server.metrics_port)[2], "appserver_requests_total", method="GET", code="2xx") >= 1,
+        10,
+        "the probe to be counted",
+    )
     _, _, before = scrape(server.metrics_port)
     for _ in range(3):
         assert_serves(server)

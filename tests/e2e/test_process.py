@@ -878,3 +878,36 @@ def test_held_response_is_not_kept_waiting_by_a_slow_next_request(server_factory
         # on a starved machine neither holds. Every attempt above still checked that A
         # was answered while B was blocked.
         pytest.skip("the machine was too busy for the thread to hold A's response in 6 attempts")
+
+
+# ---------------------------------------------------------------- boundaries (issue 12)
+
+
+@pytest.mark.parametrize("frontdoor", ["binary", "python"])
+def test_exception_in_a_worker_ends_it_with_exit_and_a_logged_reason(server_factory, frontdoor):
+    """A C++ exception in a worker (here: its listening socket is gone when it sets up)
+    ends that worker with _exit and a logged reason: no abort, and no unwinding into the
+    master's frames (under `python -m appserver`, the app's atexit handlers would run in
+    the child)."""
+    server = server_factory.start(
+        "listener_gone_app:app", ["--lazy-apps"], frontdoor=frontdoor, wait=False
+    )
+    server.wait_for_log("worker 0: while starting or stopping: ", timeout=30)
+    server.wait_for_log("exited with code 70", timeout=30)
+    server.stop()
+    log = server.log()
+    assert "Aborted" not in log and "terminate called" not in log, log
+    assert not list(server.state_dir.glob("atexit-*")), "atexit handlers ran in a worker"
+
+
+def test_a_process_the_app_starts_holds_no_client_connection(server_factory):
+    """Client sockets are close-on-exec: what the app runs (os.system, subprocess with
+    close_fds=False) does not inherit the worker's connections."""
+    server = server_factory.start("fd_leak_app:app", probe="/")
+    with RawHTTP(server.port) as other:  # another client's connection is open meanwhile
+        other.send(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        resp = http_get(server.port, "/")
+    assert resp.status == 200, resp
+    report = json.loads(resp.body)
+    assert report["connections"], report  # the check can see the worker's connections
+    assert report["leaked"] == [], report

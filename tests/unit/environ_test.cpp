@@ -4,6 +4,8 @@
 // environ's wsgi.input and the app's start_response end up driving.
 #include "wsgi/environ.hpp"
 
+#include "alloc_failure.hpp"
+
 #include "http/parser.hpp"
 #include "http/response.hpp"
 #include "server/exchange.hpp"
@@ -734,6 +736,100 @@ TEST_F(EnvironTest, EachRequestGetsAFreshDict) {
     EXPECT_FALSE(has("HTTP_X_ONLY_HERE"));
     EXPECT_EQ(str("PATH_INFO"), "/two");
     Py_DECREF(first);
+}
+
+// ---- C++ exceptions stop at the CPython boundary -----------------------------------------
+
+// What CPython calls must not let a C++ exception unwind through the interpreter's frames
+// (wsgi/types.hpp, Guard): the app sees a MemoryError instead.
+void expect_memory_error(PyObject* result) {
+    EXPECT_EQ(result, nullptr);
+    ASSERT_NE(PyErr_Occurred(), nullptr);
+    EXPECT_TRUE(PyErr_ExceptionMatches(PyExc_MemoryError));
+    PyErr_Clear();
+    Py_XDECREF(result);
+}
+
+TEST_F(EnvironTest, AnExceptionInWsgiErrorsWriteBecomesAPythonException) {
+    ASSERT_TRUE(wsgi_runtime_ready());
+    PyObject* text = PyUnicode_FromString(std::string(1 << 20, 'e').c_str()); // no newline
+    ASSERT_NE(text, nullptr);
+    PyObject* r = nullptr;
+    int refused = 0;
+    {
+        appserver::testing::FailAllocations fail;
+        EXPECT_NO_THROW(r = PyObject_CallMethod(wsgi::errors_stream(), "write", "O", text));
+        refused = fail.refused();
+    }
+    EXPECT_GT(refused, 0);
+    expect_memory_error(r);
+    Py_DECREF(text);
+    wsgi::flush_errors_stream();
+}
+
+TEST_F(EnvironTest, AnExceptionInStartResponseBecomesAPythonException) {
+    TestExchange& ex = request("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    auto* state = wsgi::new_start_response(&ex);
+    ASSERT_NE(state, nullptr);
+    PyObject* start_response = wsgi::make_start_response_callable(state);
+    ASSERT_NE(start_response, nullptr);
+    PyObject* headers = Py_BuildValue("[(ss)]", "X-Big", std::string(1 << 20, 'v').c_str());
+    ASSERT_NE(headers, nullptr);
+    PyObject* r = nullptr;
+    int refused = 0;
+    {
+        appserver::testing::FailAllocations fail;
+        EXPECT_NO_THROW(r = PyObject_CallFunction(start_response, "sO", "200 OK", headers));
+        refused = fail.refused();
+    }
+    EXPECT_GT(refused, 0);
+    expect_memory_error(r);
+    // The failed call counts as not made: the app can still answer.
+    PyObject* write = PyObject_CallFunction(start_response, "s[]", "500 Internal Server Error");
+    EXPECT_NE(write, nullptr);
+    if (write == nullptr) {
+        PyErr_Print();
+    }
+    Py_XDECREF(write);
+    state->exchange = nullptr;
+    Py_DECREF(headers);
+    Py_DECREF(start_response);
+    Py_DECREF(reinterpret_cast<PyObject*>(state));
+}
+
+TEST_F(EnvironTest, AnExceptionInWsgiInputReadBecomesAPythonException) {
+    // The read drops the GIL around the socket; the exception is raised with it held
+    // again. What throws: the chunk-size line with whitespace before its extension is
+    // collected in a string that must grow.
+    TestExchange& ex = request("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+    PyObject* input = reinterpret_cast<PyObject*>(wsgi::new_input(&ex));
+    ASSERT_NE(input, nullptr);
+    peer_send("5 ; an-extension-long-enough-to-need-memory=1\r\nhello\r\n0\r\n\r\n");
+    PyObject* r = nullptr;
+    int refused = 0;
+    {
+        appserver::testing::FailAllocations fail;
+        EXPECT_NO_THROW(r = PyObject_CallMethod(input, "read", nullptr));
+        refused = fail.refused();
+    }
+    EXPECT_GT(refused, 0);
+    if (r != nullptr || !PyErr_Occurred()) {
+        Py_XDECREF(r);
+        ADD_FAILURE() << "read() succeeded";
+    } else {
+        // The parser failed the request (500), which the read reports as an OSError; a
+        // MemoryError is as good: either way a Python exception, not a C++ one.
+        EXPECT_TRUE(PyErr_ExceptionMatches(PyExc_OSError) ||
+                    PyErr_ExceptionMatches(PyExc_MemoryError));
+        PyErr_Clear();
+    }
+    // Not left "being read": another read runs (and reports the failed body).
+    PyObject* again = PyObject_CallMethod(input, "read", nullptr);
+    EXPECT_TRUE(again != nullptr || !PyErr_ExceptionMatches(PyExc_RuntimeError));
+    PyErr_Clear();
+    Py_XDECREF(again);
+    reinterpret_cast<wsgi::InputObject*>(input)->exchange = nullptr;
+    Py_DECREF(input);
 }
 
 // ---- the Exchange's request body -------------------------------------------------------

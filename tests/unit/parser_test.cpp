@@ -3,6 +3,8 @@
 // these tests assert the RFC.
 #include "http/parser.hpp"
 
+#include "alloc_failure.hpp"
+
 #include <gtest/gtest.h>
 
 #include <random>
@@ -123,6 +125,61 @@ void expect_rich_get(RequestParser& p) {
     };
     EXPECT_EQ(headers_of(h), expected);
     EXPECT_TRUE(p.body().empty());
+}
+
+// ---- the C boundary ----------------------------------------------------------------------
+
+// A callback that throws (here: the list of header fields cannot grow) must not unwind
+// through llhttp's C frames: the request fails with a 500, and the parser is usable
+// afterwards.
+TEST(RequestParser, ExceptionInAHeaderCallbackBecomesA500) {
+    std::string request = "GET / HTTP/1.1\r\nHost: example.com\r\n";
+    for (int i = 0; i < 40; ++i) { // more than the 32 fields reserved up front
+        request += "X-" + std::to_string(i) + ": v\r\n";
+    }
+    request += "\r\n";
+    for (const bool bytewise : {false, true}) {
+        RequestParser p{ParserLimits{}};
+        int refused = 0;
+        {
+            appserver::testing::FailAllocations fail;
+            EXPECT_NO_THROW(bytewise ? (void)feed_bytewise(p, request) : (void)feed(p, request));
+            refused = fail.refused();
+        }
+        EXPECT_GT(refused, 0) << "no allocation was made to fail";
+        EXPECT_EQ(p.state(), State::error);
+        EXPECT_EQ(p.error_status(), 500);
+        p.next_message();
+        feed(p, simple_get);
+        EXPECT_EQ(p.state(), State::complete) << p.error_reason();
+    }
+}
+
+// The same outside llhttp (the raw-byte checks before it): feed() throws nothing.
+TEST(RequestParser, ExceptionBeforeLlhttpBecomesA500) {
+    const std::string request = "GET /" + std::string(4000, 'a') +
+                                " HTTP/1.1\r\nHost: example.com\r\n\r\n";
+    RequestParser p{ParserLimits{}};
+    {
+        appserver::testing::FailAllocations fail;
+        EXPECT_NO_THROW(feed(p, request));
+    }
+    EXPECT_EQ(p.state(), State::error);
+    EXPECT_EQ(p.error_status(), 500);
+    EXPECT_EQ(p.error_reason(), "out of memory");
+}
+
+TEST(RequestParser, ExceptionInABodyCallbackBecomesA500) {
+    const std::string body(100000, 'b');
+    const std::string request = "POST / HTTP/1.1\r\nHost: example.com\r\nContent-Length: " +
+                                std::to_string(body.size()) + "\r\n\r\n" + body;
+    RequestParser p{ParserLimits{}};
+    {
+        appserver::testing::FailAllocations fail;
+        EXPECT_NO_THROW(feed(p, request));
+    }
+    EXPECT_EQ(p.state(), State::error);
+    EXPECT_EQ(p.error_status(), 500);
 }
 
 // ---- well-formed requests --------------------------------------------------------------

@@ -6,12 +6,15 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <clocale>
+#include <cstdlib>
 #include <ctime>
 #include <limits>
 #include <regex>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -220,6 +223,71 @@ TEST(DateLine, WorksOnAnotherThread) {
     std::string other;
     std::thread t([&other] { other = std::string(http::date_line()); });
     t.join();
+    EXPECT_TRUE(std::regex_match(other, imf_fixdate_line)) << other;
+}
+
+TEST(DateLine, FormatsKnownInstants) {
+    char out[64];
+    const std::pair<std::time_t, const char*> cases[] = {
+        {0, "Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n"},
+        {784111777, "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n"}, // RFC 9110 5.6.7's example
+        {951782400, "Date: Tue, 29 Feb 2000 00:00:00 GMT\r\n"},
+        {1700000000, "Date: Tue, 14 Nov 2023 22:13:20 GMT\r\n"},
+        {253402300799, "Date: Fri, 31 Dec 9999 23:59:59 GMT\r\n"},
+    };
+    for (const auto& [t, expected] : cases) {
+        EXPECT_EQ(std::string(out, http::format_date_line(t, out)), expected) << t;
+    }
+}
+
+// A locale whose day and month names are not English, built for the test (the machine
+// may have none installed); empty when localedef or its sources are missing.
+std::string non_english_time_locale() {
+    static const std::string name = [] {
+        char dir[] = "/tmp/appserver-locale-XXXXXX";
+        if (::mkdtemp(dir) == nullptr) {
+            return std::string();
+        }
+        const std::string cmd = std::string("localedef -i de_DE -f UTF-8 ") + dir +
+                                "/de_DE.UTF-8 >/dev/null 2>&1";
+        if (std::system(cmd.c_str()) != 0) {
+            return std::string();
+        }
+        ::setenv("LOCPATH", dir, 1); // glibc reads it at each setlocale
+        return std::string("de_DE.UTF-8");
+    }();
+    return name;
+}
+
+// An app may call setlocale(LC_ALL, "") under a German locale: the Date header must still
+// say "Tue" and "Nov" (strftime's %a and %b would say "Di" and "Nov").
+TEST(DateLine, EnglishWhateverTheLocale) {
+    const std::string locale = non_english_time_locale();
+    if (locale.empty() || std::setlocale(LC_TIME, locale.c_str()) == nullptr) {
+        GTEST_SKIP() << "no non-English locale could be made (localedef)";
+    }
+    struct Restore {
+        ~Restore() { std::setlocale(LC_TIME, "C"); }
+    } restore;
+    // The locale really took: strftime now names days in German.
+    std::tm tm{};
+    const std::time_t tuesday = 1700000000;
+    ::gmtime_r(&tuesday, &tm);
+    char local[32];
+    std::strftime(local, sizeof local, "%a", &tm);
+    ASSERT_STRNE(local, "Tue");
+
+    char out[64];
+    EXPECT_EQ(std::string(out, http::format_date_line(tuesday, out)),
+              "Date: Tue, 14 Nov 2023 22:13:20 GMT\r\n");
+    for (std::time_t t = 0; t < 12 * 31 * 86400; t += 86400) { // every day and month name
+        const std::string line(out, http::format_date_line(t, out));
+        EXPECT_TRUE(std::regex_match(line, imf_fixdate_line)) << line;
+    }
+    // And the cached line a fresh thread formats (nothing cached yet on it).
+    std::string other;
+    std::thread th([&other] { other = std::string(http::date_line()); });
+    th.join();
     EXPECT_TRUE(std::regex_match(other, imf_fixdate_line)) << other;
 }
 
