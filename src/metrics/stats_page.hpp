@@ -8,6 +8,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
@@ -135,6 +136,14 @@ struct alignas(64) WorkerSlot {
 // Single-writer increment: no locked instruction. Only for values with one writer.
 inline void bump(std::atomic<std::uint64_t>& v, std::uint64_t n = 1) {
     v.store(v.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+
+// A duration as the histograms take it: nanoseconds, a negative one (clock skew between
+// threads' reads) as 0.
+inline std::uint64_t to_ns(std::chrono::steady_clock::duration d) {
+    return d.count() <= 0 ? 0
+                          : static_cast<std::uint64_t>(
+                                std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
 }
 
 // Records one observation (ns) into the histogram that starts at cumulative[base].

@@ -35,12 +35,6 @@ constexpr std::size_t linger_max_bytes = 32 * 1024 * 1024;
 
 using metrics::CloseReason;
 
-std::uint64_t nanoseconds(std::chrono::steady_clock::duration d) {
-    return d.count() <= 0 ? 0
-                          : static_cast<std::uint64_t>(
-                                std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
-}
-
 // A client's X-Request-ID is taken as is when it is 1-128 visible ASCII characters:
 // anything else could forge or break log lines, so the server makes its own instead.
 bool usable_request_id(std::string_view id) {
@@ -364,7 +358,7 @@ void Connection::record_request(int status, std::uint64_t response_bytes, bool b
                                    metrics::method_index(method) * metrics::code_labels.size() +
                                    metrics::code_index(status)]);
     metrics::observe(stats, metrics::idx::request_duration, metrics::request_duration_bounds,
-                     nanoseconds(duration));
+                     metrics::to_ns(duration));
     // Not while a blocking thread may still be reading the body (a 504 from the loop): the
     // parser is the thread's then, and so are the head's bytes (trailers grow them); the
     // request line was copied aside at dispatch for that case.

@@ -68,11 +68,7 @@ void describe_peer(const asio::generic::stream_protocol::endpoint& ep, std::stri
     }
 }
 
-std::uint64_t to_ns(std::chrono::steady_clock::duration d) {
-    return d.count() <= 0 ? 0
-                          : static_cast<std::uint64_t>(
-                                std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
-}
+using metrics::to_ns;
 
 std::uint64_t thread_cpu_ns() {
     timespec ts{};
