@@ -102,7 +102,7 @@ const std::vector<PeerOption>& peer_options() {
         {P::gunicorn, "--statsd-host --statsd-prefix --dogstatsd-tags --enable-backlog-metric",
          "--metrics", "Prometheus metrics served by the master, not StatsD"},
         {P::gunicorn, "-n --name", "",
-         "process titles are appserver: master [TARGET] and appserver: worker N [TARGET]"},
+         "process titles are appserver: master [module:attribute] and appserver: worker N [module:attribute]"},
         {P::gunicorn, "--pythonpath", "",
          "--working-dir is put first on sys.path; set PYTHONPATH for more"},
         {P::gunicorn, "--paste --paster --paste-global", "", "TARGET is a module:callable"},
@@ -111,12 +111,15 @@ const std::vector<PeerOption>& peer_options() {
          "--keyfile --certfile --ssl-version --cert-reqs --ca-certs --ciphers "
          "--do-handshake-on-connect --suppress-ragged-eofs",
          "", no_tls},
-        {P::gunicorn, "--reuse-port --no-sendfile --spew -R --enable-stdio-inheritance", "",
-         "no meaning for appserver"},
+        {P::gunicorn, "--reuse-port", "",
+         "the master binds one socket and every worker accepts on it"},
+        {P::gunicorn, "--no-sendfile", "",
+         "wsgi.file_wrapper over a plain binary file is sent with sendfile (docs/behaviour.md)"},
+        {P::gunicorn, "--spew -R --enable-stdio-inheritance", "", "no meaning for appserver"},
         {P::gunicorn,
          "--strip-header-spaces --permit-obsolete-folding --permit-unconventional-http-method "
          "--permit-unconventional-http-version --casefold-http-method",
-         "", "appserver refuses such requests with 400"},
+         "", "appserver has no leniency switches: its parser is strict (docs/behaviour.md)"},
 
         // Granian
         {P::granian, "--host", "--host", ""},
@@ -192,7 +195,7 @@ const std::vector<PeerOption>& peer_options() {
          "--no-reload-ignore-worker-failure",
          "", "no meaning for appserver"},
         {P::granian, "--process-name", "",
-         "process titles are appserver: master [TARGET] and appserver: worker N [TARGET]"},
+         "process titles are appserver: master [module:attribute] and appserver: worker N [module:attribute]"},
         {P::granian, "--pid-file", "--pid-file", ""},
     };
     return table;

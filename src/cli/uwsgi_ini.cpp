@@ -579,12 +579,12 @@ const std::vector<UwsgiOption>& uwsgi_table() {
         {"no-orphans", Treatment::always, "", "workers always stop when the master dies",
          always_when_true},
         {"auto-procname", Treatment::always, "",
-         "process titles are always set (appserver: master [TARGET], appserver: worker N "
-         "[TARGET])",
+         "process titles are always set (appserver: master [module:attribute], appserver: "
+         "worker N [module:attribute])",
          always_when_true},
         {"py-call-osafterfork", Treatment::always, "",
          "appserver always runs Python's after-fork handlers in the workers", always_when_true},
-        {"strict", Treatment::maps, "(the reader itself)",
+        {"strict", Treatment::maps, "--ini itself",
          "options appserver does not know are refused instead of warned about", nullptr},
         {"pidfile pidfile2 safe-pidfile safe-pidfile2", Treatment::maps, "--pid-file",
          "written once listening, removed at exit", [](Mapper& m) { m.set("pid-file"); }},
@@ -609,8 +609,8 @@ const std::vector<UwsgiOption>& uwsgi_table() {
          "appserver stays in the foreground: run it under a supervisor (systemd, a container)"},
         {"procname procname-prefix procname-prefix-spaced procname-append procname-master",
          Treatment::ignored, "",
-         "process titles are appserver: master [TARGET] and appserver: "
-         "worker N [TARGET]"},
+         "process titles are appserver: master [module:attribute] and appserver: worker N "
+         "[module:attribute]"},
         {"cpu-affinity max-fd limit-as limit-nproc umask reaper close-on-exec close-on-exec2",
          Treatment::ignored, "",
          "process settings appserver does not make (use ulimit, "
@@ -647,6 +647,9 @@ const std::vector<UwsgiOption>& uwsgi_table() {
          "appserver's only such limit is --graceful-timeout (from 'worker-reload-mercy')"},
         {"socket-timeout http-timeout", Treatment::ignored, "",
          "appserver's deadlines are --header-read-timeout, --read-timeout and --write-timeout"},
+        {"wsgi-manage-chunked-input", Treatment::always, "",
+         "chunked request bodies always reach wsgi.input, with wsgi.input_terminated set",
+         nullptr},
         {"http-keepalive", Treatment::always, "", "keep-alive is always on (--keep-alive-timeout)",
          nullptr},
         {"touch-reload touch-chain-reload touch-workers-reload fs-reload fs-brutal-reload "
@@ -722,7 +725,7 @@ const std::vector<UwsgiOption>& uwsgi_table() {
         {"paste paste-logger ini-paste ini-paste-logged pecan eval", Treatment::refused, "",
          "appserver loads a module:callable TARGET only"},
         {"wsgi-disable-file-wrapper wsgi-env-behaviour wsgi-env-behavior wsgi-strict "
-         "wsgi-accept-buffer wsgi-accept-buffers wsgi-manage-chunked-input "
+         "wsgi-accept-buffer wsgi-accept-buffers "
          "py-tracebacker optimize pyargv reload-os-env ignore-sigpipe ignore-write-errors "
          "disable-write-exception honour-stdin http-auto-chunked http-auto-gzip "
          "http-processes http-workers http-modifier1 http-socket-modifier1 "

@@ -1,12 +1,20 @@
-// Unit tests for peers' option names (src/cli/peers.hpp).
-#include "cli/options.hpp"
+// Unit tests for peers' option names (src/cli/peers.hpp), and the check that the migration
+// guides' option tables match the tables in the code.
 #include "cli/peers.hpp"
+
+#include "cli/options.hpp"
+#include "cli/uwsgi_ini.hpp"
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -72,6 +80,59 @@ TEST(Peers, MarkdownTables) {
     EXPECT_NE(gunicorn.find("| `-k`, `--worker-class` | none | "), std::string::npos);
     const std::string granian = appserver::cli::markdown_peer_options(Peer::granian);
     EXPECT_NE(granian.find("| `--backpressure` | `--request-queue-size` | "), std::string::npos);
+}
+
+} // namespace
+
+// ---- the migration guides' generated tables ---------------------------------------------------
+
+namespace {
+
+struct GeneratedSection {
+    const char* file;   // under docs/
+    const char* begin;  // the start of its BEGIN marker line
+    std::string content;
+};
+
+// The guide with the section between its markers replaced by `content`.
+std::string with_section(const std::string& text, const GeneratedSection& section) {
+    const std::string end_marker = "<!-- END generated -->";
+    const auto begin = text.find(section.begin);
+    const auto begin_line_end = begin == std::string::npos ? begin : text.find('\n', begin);
+    const auto end = begin_line_end == std::string::npos ? begin_line_end
+                                                         : text.find(end_marker, begin_line_end);
+    if (end == std::string::npos) return "";
+    return text.substr(0, begin_line_end + 1) + "\n" + section.content + "\n" + text.substr(end);
+}
+
+TEST(OptionsDocs, MigrationGuides) {
+    const std::vector<GeneratedSection> sections{
+        {"migrating-from-uwsgi.md", "<!-- BEGIN generated: the uWSGI table",
+         appserver::cli::markdown_uwsgi_options()},
+        {"migrating-from-gunicorn.md", "<!-- BEGIN generated: the gunicorn table",
+         appserver::cli::markdown_peer_options(Peer::gunicorn)},
+        {"migrating-from-granian.md", "<!-- BEGIN generated: the Granian table",
+         appserver::cli::markdown_peer_options(Peer::granian)},
+    };
+    const char* regenerate = std::getenv("APPSERVER_REGENERATE_DOCS");
+    for (const auto& section : sections) {
+        SCOPED_TRACE(section.file);
+        const auto path = std::filesystem::path(APPSERVER_SOURCE_DIR) / "docs" / section.file;
+        std::ifstream in(path, std::ios::binary);
+        ASSERT_TRUE(in.good()) << "missing " << path;
+        std::ostringstream text;
+        text << in.rdbuf();
+        const std::string expected = with_section(text.str(), section);
+        ASSERT_FALSE(expected.empty()) << path << " has no BEGIN/END generated markers";
+        if (regenerate != nullptr && std::string(regenerate) == "1") {
+            std::ofstream out(path, std::ios::binary | std::ios::trunc);
+            out << expected;
+            ASSERT_TRUE(out.good()) << "could not write " << path;
+            continue;
+        }
+        EXPECT_EQ(text.str(), expected)
+            << path << " is out of date; rerun this test with APPSERVER_REGENERATE_DOCS=1";
+    }
 }
 
 } // namespace
