@@ -4,6 +4,7 @@ peers' option names answered with appserver's, sizes with units, and --version."
 import json
 import re
 import shlex
+import signal
 import sys
 
 import pytest
@@ -284,3 +285,25 @@ def test_version_lists_python_and_libraries(frontdoor):
     if frontdoor == "python":
         # The extension module reports the interpreter that loaded it.
         assert lines[1] == "Python " + sys.version.split()[0]
+
+
+def test_reload_reads_the_ini_again_and_a_broken_one_is_not_fatal(server_factory, tmp_path):
+    """Default import mode: SIGHUP re-executes the master, which reads the file again (as
+    uWSGI's reload does); a file that no longer reads abandons the reload, it does not stop
+    the server."""
+    port = free_port()
+    base = f"[uwsgi]\nmodule = wsgi_app:app\nchdir = {APPS_DIR}\nhttp-socket = {HOST}:{port}\n"
+    ini = write_ini(tmp_path, base + "env = E2E_RELOADED=before\n")
+    server = server_factory.start(argv_override=["--ini", str(ini)], port=port)
+    assert json.loads(http_get(port, "/osenv?key=E2E_RELOADED").body)["value"] == "before"
+
+    ini.write_text(base + "processes = many\n")
+    server.send_signal(signal.SIGHUP)
+    server.wait_for_log("reload abandoned", timeout=30)
+    assert "--workers: value 'many' is not an integer" in server.log()
+    assert_serves(server)
+
+    ini.write_text(base + "env = E2E_RELOADED=after\n")
+    server.send_signal(signal.SIGHUP)
+    server.wait_for_log("reload complete", timeout=60)
+    assert json.loads(http_get(port, "/osenv?key=E2E_RELOADED").body)["value"] == "after"
