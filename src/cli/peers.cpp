@@ -116,10 +116,14 @@ const std::vector<PeerOption>& peer_options() {
         {P::gunicorn, "--no-sendfile", "",
          "wsgi.file_wrapper over a plain binary file is sent with sendfile (docs/behaviour.md)"},
         {P::gunicorn, "--spew -R --enable-stdio-inheritance", "", "no meaning for appserver"},
-        {P::gunicorn,
-         "--strip-header-spaces --permit-obsolete-folding --permit-unconventional-http-method "
-         "--permit-unconventional-http-version --casefold-http-method",
-         "", "appserver has no leniency switches: its parser is strict (docs/behaviour.md)"},
+        {P::gunicorn, "--strip-header-spaces --permit-obsolete-folding", "",
+         "appserver has no leniency switches: such requests get 400 (docs/behaviour.md)"},
+        {P::gunicorn, "--permit-unconventional-http-method", "",
+         "any token is a method already: it reaches the application as sent"},
+        {P::gunicorn, "--casefold-http-method", "",
+         "methods reach the application exactly as sent (they are case-sensitive)"},
+        {P::gunicorn, "--permit-unconventional-http-version", "",
+         "HTTP/1.2 to HTTP/1.9 are read as HTTP/1.1, other versions get 505"},
 
         // Granian
         {P::granian, "--host", "--host", ""},
