@@ -1214,6 +1214,14 @@ ParseOutcome parse(const std::vector<std::string>& args, const EnvLookup& env) {
     std::string target_from;
     if (registered.target->count() > 0) {
         target = registered.target->results().back();
+        // uWSGI takes a configuration file as its argument ("uwsgi app.ini"); here that
+        // would read as the module "app.ini".
+        std::error_code ec;
+        if (target.size() > 4 && target.compare(target.size() - 4, 4, ".ini") == 0 &&
+            std::filesystem::is_regular_file(target, ec)) {
+            return usage_error(std::string(target_name) + ": value '" + target +
+                               "' is a file; did you mean --ini " + target + "?");
+        }
     } else if (ini.target) {
         target = ini.target->text;
         target_from = " (from " + ini.target->origin + ")";

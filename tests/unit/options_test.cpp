@@ -1026,6 +1026,15 @@ TEST_F(IniOptions, IgnoredOptionsAreWarnings) {
     EXPECT_EQ(printed.warnings, outcome.warnings);
 }
 
+TEST_F(IniOptions, AnIniFileAsTargetIsMeantForIni) {
+    const std::string ini = write("app.ini", "[uwsgi]\nmodule = app\n");
+    EXPECT_EQ(parse_error({ini}),
+              "appserver: error: TARGET: value '" + ini + "' is a file; did you mean --ini " + ini +
+                  "?");
+    // Without such a file it is a module path like any other.
+    EXPECT_EQ(parse_ok({"settings.ini"}).target, "settings.ini:application");
+}
+
 TEST_F(IniOptions, SectionAfterAColon) {
     const std::string ini = write("two.ini", "[uwsgi]\nmodule = first\n[prod]\nmodule = second\n");
     EXPECT_EQ(parse_ok({"--ini", ini}).target, "first:application");
