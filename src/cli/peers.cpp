@@ -51,6 +51,7 @@ const std::vector<PeerOption>& peer_options() {
          "gthread); there are no gevent, eventlet or ASGI workers"},
         {P::gunicorn, "--threads", "--threads",
          "an alias of --blocking-threads; the default is 1 in both"},
+        // TODO(--max-connections): point at it once that option is on main.
         {P::gunicorn, "--worker-connections", "",
          "connections per worker are not capped; --request-queue-size bounds the requests "
          "waiting for a thread"},
