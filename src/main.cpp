@@ -3,6 +3,7 @@
 #include <appserver/server.hpp>
 
 #include "cli/options.hpp"
+#include "run.hpp"
 
 #include <pybind11/embed.h>
 
@@ -47,5 +48,5 @@ int main(int argc, char** argv) {
     }
     const char* py_argv[] = {argv[0]};
     py::scoped_interpreter interpreter(&config, 1, py_argv, false);
-    return appserver::run(outcome.config);
+    return appserver::run(outcome.config, outcome.warnings);
 }

@@ -2,6 +2,8 @@
 // master -> workers. Python-specific process hooks live here, at the seam.
 #include <appserver/server.hpp>
 
+#include "run.hpp"
+
 #include "cli/options.hpp"
 #include "log/line_writer.hpp"
 #include "log/log.hpp"
@@ -279,7 +281,7 @@ std::unique_ptr<wsgi::WsgiApplication> import_in_worker(const Config& config, un
 } // namespace
 
 namespace {
-int serve(const Config& requested);
+int serve(const Config& requested, const std::vector<std::string>& startup_warnings);
 } // namespace
 
 const char* version() {
@@ -287,19 +289,23 @@ const char* version() {
 }
 
 int run(const Config& requested) {
+    return run(requested, {});
+}
+
+int run(const Config& requested, const std::vector<std::string>& startup_warnings) {
     // Blocked before anything of the app runs (threads it starts at import inherit the
     // mask), restored when the server is done (the Python front door goes on).
     const sigset_t signals = server::master_signal_set();
     sigset_t previous;
     ::pthread_sigmask(SIG_BLOCK, &signals, &previous);
-    const int rc = serve(requested);
+    const int rc = serve(requested, startup_warnings);
     ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
     return rc;
 }
 
 namespace {
 
-int serve(const Config& requested) {
+int serve(const Config& requested, const std::vector<std::string>& startup_warnings) {
     // Before anything changes the directory or the process title: a reload re-executes
     // this same command line.
     server::remember_command_line();
@@ -316,6 +322,9 @@ int serve(const Config& requested) {
         return fail(e.what());
     }
     log_debug_mode(requested);
+    for (const auto& warning : startup_warnings) {
+        spdlog::warn("{}", warning);
+    }
     {
         std::vector<std::string> names;
         for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
@@ -483,7 +492,7 @@ int run_command_line(const std::vector<std::string>& args) {
     if (outcome.kind == cli::ParseOutcome::Kind::exit) {
         return cli::print_and_exit_code(outcome);
     }
-    return run(outcome.config);
+    return run(outcome.config, outcome.warnings);
 }
 
 } // namespace appserver
