@@ -83,7 +83,7 @@ class ServerFactory:
         app: str | None = "wsgi_app:app",
         args: list[str] | None = None,
         *,
-        env: dict[str, str] | None = None,
+        env: dict[str, str | None] | None = None,
         frontdoor: str = "binary",
         cwd: Path | None = None,
         working_dir: Path | None = APPS_DIR,
@@ -92,11 +92,13 @@ class ServerFactory:
         wait: bool = True,
         port: int | None = None,
         argv_override: list[str] | None = None,
+        command: list[str] | None = None,
     ) -> ServerProcess:
         """Start a server; by default --workers 1 --blocking-threads 4 --keep-alive-timeout 120
         --working-dir apps/.
 
-        argv_override replaces all server options (port must then be passed in)."""
+        argv_override replaces all server options (port must then be passed in); command
+        replaces the front door's command (an installed appserver, a venv's python)."""
         args = list(args or [])
         if defaults:
             if not has_flag(args, "--workers"):
@@ -109,7 +111,7 @@ class ServerFactory:
                 args += ["--keep-alive-timeout", "120"]
         if working_dir is not None and not has_flag(args, "--working-dir"):
             args += ["--working-dir", str(working_dir)]
-        prefix, door_env = frontdoor_command(frontdoor)
+        prefix, door_env = (command, {}) if command is not None else frontdoor_command(frontdoor)
 
         last_error = None
         for _attempt in range(3):
