@@ -26,6 +26,11 @@ STARTUP_TIMEOUT = 30.0  # port accepting + first probe answered
 STOP_TIMEOUT = 20.0  # SIGTERM -> exit, before SIGKILL
 CLOSE_TIMEOUT = 5.0  # how long a connection may take to be closed by the server "at once"
 POLL_INTERVAL = 0.02  # granularity of readiness/marker polling (never used as a sync point)
+WHEEL_BUILD_TIMEOUT = 1200.0  # scripts/wheel from a cold build tree, two jobs
+
+# child_env() extras for what runs from a virtualenv the tests made: nothing of the source
+# tree or of another environment can be imported by accident.
+ISOLATED = {"PYTHONPATH": None, "VIRTUAL_ENV": None, "PYTHONHOME": None, "PYTHONNOUSERSITE": "1"}
 
 
 # --------------------------------------------------------------------------- paths

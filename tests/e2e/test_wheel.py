@@ -3,13 +3,13 @@ $APPSERVER_WHEEL names one already built), it is installed with pip into a fresh
 (no system site-packages, Django from the package index), and that virtualenv serves the
 Django test project through the `appserver` console script and `python -m appserver`.
 
-The wheel is built once per run (module-scoped fixture); scripts/wheel keeps its build tree
-(build/wheel/<tag>), so a second run only repackages.
+The wheel and the virtualenv are made once per run (the `wheel` and `wheel_venv` fixtures
+in conftest.py); scripts/wheel keeps its build tree (build/wheel/<tag>), so a second run
+only repackages.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -20,11 +20,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from e2e_helpers import APPS_DIR, REPO_ROOT, SetupError, child_env
+from e2e_helpers import APPS_DIR, ISOLATED, REPO_ROOT, WHEEL_BUILD_TIMEOUT, child_env
 
 DJANGO_DIR = APPS_DIR / "djproject"
 CSRF_RE = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
-WHEEL_BUILD_TIMEOUT = 1200  # a cold build of the core and the module, two jobs
 
 # What a manylinux wheel may link from the system; everything else must be in the wheel.
 SYSTEM_LIBRARIES = {
@@ -41,53 +40,12 @@ SYSTEM_LIBRARIES = {
 # The fixture's build counts toward the first test's time.
 pytestmark = pytest.mark.timeout(WHEEL_BUILD_TIMEOUT + 300)
 
-# Outside the repository, so nothing of the source tree can be imported by accident.
-ISOLATED = {"PYTHONPATH": None, "VIRTUAL_ENV": None, "PYTHONHOME": None, "PYTHONNOUSERSITE": "1"}
 
 
 def needed(path: Path) -> list[str]:
     out = subprocess.run(["readelf", "-d", str(path)], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     return re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", out.stdout)
-
-
-@pytest.fixture(scope="module")
-def wheel() -> Path:
-    given = os.environ.get("APPSERVER_WHEEL")
-    if given:
-        path = Path(given).absolute()
-        if not path.is_file():
-            raise SetupError(f"APPSERVER_WHEEL={given}: no such file")
-        return path
-    result = subprocess.run(
-        ["bash", "scripts/wheel"],
-        cwd=REPO_ROOT,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=WHEEL_BUILD_TIMEOUT,
-    )
-    if result.returncode != 0:
-        raise SetupError(f"scripts/wheel failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-6000:]}")
-    return REPO_ROOT / result.stdout.strip().splitlines()[-1]
-
-
-@pytest.fixture(scope="module")
-def venv(wheel, tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("wheel") / "venv"
-    base = getattr(sys, "_base_executable", sys.executable)
-    subprocess.run([base, "-m", "venv", str(path)], check=True, timeout=300, env=child_env(ISOLATED))
-    result = subprocess.run(
-        [str(path / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-         str(wheel), "Django>=5.2,<6"],
-        env=child_env({**ISOLATED, "PIP_REQUIRE_VIRTUALENV": None}),
-        cwd=path,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-    return path
 
 
 def run_in(venv: Path, code: str) -> str:
@@ -127,7 +85,8 @@ def test_binaries_link_no_libpython_and_nothing_outside_the_wheel(wheel, tmp_pat
         assert (tmp_path / "appserver" / "licenses" / f"{name}.copyright").is_file(), lib
 
 
-def test_installed_package_loads_the_bundled_libraries(venv):
+def test_installed_package_loads_the_bundled_libraries(wheel_venv):
+    venv = wheel_venv
     out = run_in(venv, "import appserver, appserver._appserver as m; print(appserver.__file__); print(m.__file__)")
     package, extension = (Path(line) for line in out.splitlines())
     site = venv / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
@@ -145,7 +104,8 @@ def test_installed_package_loads_the_bundled_libraries(venv):
 
 
 @pytest.fixture(scope="module")
-def django_env(venv, tmp_path_factory):
+def django_env(wheel_venv, tmp_path_factory):
+    venv = wheel_venv
     base = tmp_path_factory.mktemp("wheel-django")
     env = {
         **ISOLATED,
@@ -166,7 +126,8 @@ def django_env(venv, tmp_path_factory):
 
 
 @pytest.mark.parametrize("door", ["console script", "python -m appserver"])
-def test_serves_django(server_factory, venv, django_env, door, token):
+def test_serves_django(server_factory, wheel_venv, django_env, door, token):
+    venv = wheel_venv
     command = [str(venv / "bin" / "appserver")] if door == "console script" else [str(venv / "bin" / "python"), "-m", "appserver"]
     server = server_factory.start(
         "djproject.wsgi:application",
