@@ -47,7 +47,8 @@ std::string pyvenv_version(const std::string& dir) {
 }
 
 bool same_minor_version(const std::string& version) {
-    const std::string ours = std::to_string(PY_MAJOR_VERSION) + "." + std::to_string(PY_MINOR_VERSION);
+    const std::string ours =
+        std::to_string(PY_MAJOR_VERSION) + "." + std::to_string(PY_MINOR_VERSION);
     return version.compare(0, ours.size(), ours) == 0 &&
            (version.size() == ours.size() || version[ours.size()] == '.');
 }
@@ -60,7 +61,8 @@ std::optional<Virtualenv> choose_virtualenv(const appserver::Config& config, std
     if (!config.virtualenv.empty()) {
         venv.dir = config.virtualenv;
         venv.named_by = "--virtualenv";
-    } else if (const char* active = std::getenv("VIRTUAL_ENV"); active != nullptr && *active != '\0') {
+    } else if (const char* active = std::getenv("VIRTUAL_ENV");
+               active != nullptr && *active != '\0') {
         venv.dir = active;
         venv.named_by = "VIRTUAL_ENV";
     } else {
@@ -77,8 +79,8 @@ std::optional<Virtualenv> choose_virtualenv(const appserver::Config& config, std
     const std::string version = pyvenv_version(venv.dir);
     if (!version.empty() && !same_minor_version(version)) {
         error = where + " was made with Python " + version + ", but appserver embeds Python " +
-                PY_VERSION + ": make the virtualenv with python" + std::to_string(PY_MAJOR_VERSION) +
-                "." + std::to_string(PY_MINOR_VERSION) +
+                PY_VERSION + ": make the virtualenv with python" +
+                std::to_string(PY_MAJOR_VERSION) + "." + std::to_string(PY_MINOR_VERSION) +
                 ", or build appserver against the virtualenv's Python";
         return std::nullopt;
     }
