@@ -450,6 +450,7 @@ constexpr std::array<std::string_view, 1> interface_names{"wsgi"};
 constexpr std::array<std::string_view, 5> log_level_names{"debug", "info", "warning", "error",
                                                           "critical"};
 constexpr std::array<std::string_view, 2> log_format_names{"text", "json"};
+constexpr std::array<std::string_view, 2> request_buffering_names{"off", "on"};
 
 // ---- the option table -------------------------------------------------------------------
 
@@ -608,6 +609,23 @@ const std::vector<OptionSpec>& option_table() {
         {"graceful-timeout", {}, "Timeouts", seconds<&Config::graceful_timeout>(),
          "On shutdown, in-flight requests may finish within this long before a hard stop."},
 
+        {"max-connections", {}, "Limits", at_least<&Config::max_connections, 0>("N"),
+         "Most connections one worker holds open. At the limit it closes its idle keep-alive "
+         "connections (those nearest their own timeout first) to make room for new ones, and "
+         "with none idle it stops accepting: the kernel's listen queue holds the rest until a "
+         "connection ends. 0 (the default) means the open-files limit (RLIMIT_NOFILE) less a "
+         "reserve for the application's own files and sockets (an eighth of it, at least 64 "
+         "and at most 1024)."},
+        {"request-buffering", {}, "Limits",
+         choice<&Config::request_buffering, request_buffering_names>(),
+         "on: a chunked request body is read whole before the application is called (NGINX's "
+         "behaviour, and its word for it), so the application sees CONTENT_LENGTH (Django and "
+         "others read nothing without it) and no Transfer-Encoding, and a slow upload holds no "
+         "blocking thread. Up to 64 KiB stays in memory, more goes to an unlinked temporary "
+         "file in TMPDIR (default /tmp), up to --max-body-size, or 1 GiB when that is 0 "
+         "(then 413). off: the body streams to the application as it arrives (wsgi.input "
+         "reads until its end; wsgi.input_terminated is true). Bodies with a Content-Length "
+         "stream either way."},
         {"max-header-size", {}, "Limits",
          between<&Config::max_header_size, 1024, 1 << 20>("BYTES"),
          "Largest request line plus headers, in bytes; larger requests are rejected."},

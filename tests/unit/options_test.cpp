@@ -167,6 +167,10 @@ std::vector<OptionCase> option_cases() {
          [](const Config& c) { EXPECT_EQ(c.max_header_size, 1024U); }},
         {"--max-headers", "APPSERVER_MAX_HEADERS", "7",
          [](const Config& c) { EXPECT_EQ(c.max_headers, 7U); }},
+        {"--request-buffering", "APPSERVER_REQUEST_BUFFERING", "off",
+         [](const Config& c) { EXPECT_EQ(c.request_buffering, appserver::RequestBuffering::off); }},
+        {"--max-connections", "APPSERVER_MAX_CONNECTIONS", "250",
+         [](const Config& c) { EXPECT_EQ(c.max_connections, 250U); }},
         {"--max-body-size", "APPSERVER_MAX_BODY_SIZE", "18446744073709551615",
          [](const Config& c) { EXPECT_EQ(c.max_body_size, 18446744073709551615ULL); }},
         {"--log-level", "APPSERVER_LOG_LEVEL", "warning",
@@ -234,6 +238,8 @@ void expect_same_config(const Config& a, const Config& b) {
     EXPECT_EQ(a.max_header_size, b.max_header_size);
     EXPECT_EQ(a.max_headers, b.max_headers);
     EXPECT_EQ(a.max_body_size, b.max_body_size);
+    EXPECT_EQ(a.max_connections, b.max_connections);
+    EXPECT_EQ(a.request_buffering, b.request_buffering);
     EXPECT_EQ(a.log_level, b.log_level);
     EXPECT_EQ(a.log_format, b.log_format);
     EXPECT_EQ(a.max_requests, b.max_requests);
@@ -467,6 +473,8 @@ std::vector<BadCase> bad_cases() {
         {"--max-header-size", "1048577", "must be between 1024 and 1048576"},
         {"--max-headers", "0", "must be at least 1"},
         {"--max-body-size", "-1", "must be at least 0"},
+        {"--max-connections", "-5", "must be at least 0"},
+        {"--request-buffering", "maybe", "is not one of: off, on"},
         {"--max-body-size", "18446744073709551616", "is too large (at most 18446744073709551615)"},
         {"--log-level", "verbose", "is not one of: debug, info, warning, error, critical"},
         {"--log-format", "xml", "is not one of: text, json"},
