@@ -29,10 +29,12 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 
 namespace appserver {
 namespace {
@@ -234,6 +236,29 @@ void forget_socket_activation_variables() {
     PyErr_Clear();
 }
 
+// --virtualenv names the environment to import from. The standalone executable started
+// its interpreter in it (main.cpp); the Python front door runs in whatever interpreter
+// started it, which cannot switch: serving from another environment than the one asked
+// for would import other packages, so that is refused. "" when all is well.
+std::string check_virtualenv_in_use(const Config& config) {
+    if (config.virtualenv.empty()) {
+        return {};
+    }
+    std::string prefix;
+    if (PyObject* value = PySys_GetObject("prefix"); value != nullptr && PyUnicode_Check(value)) {
+        const char* text = PyUnicode_AsUTF8(value);
+        prefix = text != nullptr ? text : "";
+    }
+    PyErr_Clear();
+    std::error_code ec;
+    if (!prefix.empty() && std::filesystem::equivalent(prefix, config.virtualenv, ec)) {
+        return {};
+    }
+    return "--virtualenv " + config.virtualenv + ": this interpreter (sys.prefix " + prefix +
+           ") is not in that virtualenv and cannot switch to it; run that virtualenv's "
+           "appserver (" + config.virtualenv + "/bin/appserver) or the standalone executable";
+}
+
 // Runs atexit handlers registered by the app (the worker leaves with _exit).
 void run_python_exit_handlers() {
     PyObject* atexit = PyImport_ImportModule("atexit");
@@ -311,6 +336,9 @@ int serve(const Config& requested, const std::vector<std::string>& startup_warni
     server::remember_command_line();
     const Config config = effective_config(requested);
     log::init(config.log_level, "master", config.log_format);
+    if (std::string err = check_virtualenv_in_use(config); !err.empty()) {
+        return usage_fail(err);
+    }
     // Started by a reload (SIGHUP) of a master that imports the app itself: only check that
     // the new code imports (reexec.hpp).
     const bool import_check = std::getenv(server::import_check_variable) != nullptr;

@@ -24,6 +24,7 @@ struct Config {
     std::string target;             // "module:attribute" (or "module:factory" with factory)
     bool factory = false;           // call the attribute with no arguments to get the app
     std::string working_dir;        // chdir + sys.path[0] before importing; empty = cwd
+    std::string virtualenv;         // standalone executable: use this venv; empty = $VIRTUAL_ENV
     std::vector<std::pair<std::string, std::string>> env; // set before importing the app
     std::string url_path_prefix;    // SCRIPT_NAME; stripped from PATH_INFO when it matches
     bool lazy_apps = false;         // import the app in each worker, not once in the master

@@ -445,6 +445,16 @@ void check_directory(const std::string& value) {
     }
 }
 
+// A virtualenv made by `python -m venv` or virtualenv 20+: its pyvenv.cfg is what makes the
+// embedded interpreter take the environment's site-packages (main.cpp).
+void check_virtualenv(const std::string& value) {
+    check_directory(value);
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(std::filesystem::path(value) / "pyvenv.cfg", ec)) {
+        throw BadValue("is not a virtualenv (it has no pyvenv.cfg)");
+    }
+}
+
 void check_path_prefix(const std::string& value) {
     if (value.empty()) return;
     if (value.front() != '/' || value.back() == '/') {
@@ -595,6 +605,15 @@ const std::vector<OptionSpec>& option_table() {
          text<&Config::working_dir, check_directory>("PATH", "An existing directory."),
          "Change to this directory and put it first on sys.path before importing TARGET "
          "(default: the current directory)."},
+        {"virtualenv", {}, "Application",
+         text<&Config::virtualenv, check_virtualenv>("PATH",
+                                                     "A virtualenv directory (with pyvenv.cfg)."),
+         "Standalone executable: import from this virtualenv (its site-packages; its python "
+         "becomes sys.executable), as uWSGI's home option does. Default: $VIRTUAL_ENV when it "
+         "is set. It must be made with the Python appserver embeds (same major.minor "
+         "version), else appserver exits 1. The Python front door (the appserver console "
+         "script, python -m appserver) runs in the interpreter that started it: there a "
+         "virtualenv other than that interpreter's own is refused (exit 2)."},
         {"env", {}, "Application",
          {Arity::repeated, "KEY=VAL", assign_env_entry, render_env,
           "Repeatable; KEY must not be empty.", env_items},

@@ -100,6 +100,14 @@ std::string help_text() {
 
 const std::string existing_dir = std::filesystem::temp_directory_path().string();
 
+// A directory that passes for a virtualenv: it has a pyvenv.cfg (what --virtualenv checks).
+std::string fake_virtualenv() {
+    const auto dir = std::filesystem::temp_directory_path() / "appserver-options-test-venv";
+    std::filesystem::create_directories(dir);
+    std::ofstream(dir / "pyvenv.cfg") << "home = /usr/bin\nversion = 3.11.2\n";
+    return dir.string();
+}
+
 // One non-default value per option, the same text for the flag and its environment variable.
 struct OptionCase {
     std::string flag;  // "--workers"
@@ -117,6 +125,8 @@ std::vector<OptionCase> option_cases() {
          [](const Config& c) { EXPECT_TRUE(c.lazy_apps); }},
         {"--working-dir", "APPSERVER_WORKING_DIR", existing_dir,
          [](const Config& c) { EXPECT_EQ(c.working_dir, existing_dir); }},
+        {"--virtualenv", "APPSERVER_VIRTUALENV", fake_virtualenv(),
+         [](const Config& c) { EXPECT_EQ(c.virtualenv, fake_virtualenv()); }},
         {"--env", "APPSERVER_ENV", "DJANGO_SETTINGS_MODULE=mysite.settings",
          [](const Config& c) {
              ASSERT_EQ(c.env.size(), 1U);
@@ -214,6 +224,7 @@ void expect_same_config(const Config& a, const Config& b) {
     EXPECT_EQ(a.lazy_apps, b.lazy_apps);
     EXPECT_EQ(a.pid_file, b.pid_file);
     EXPECT_EQ(a.working_dir, b.working_dir);
+    EXPECT_EQ(a.virtualenv, b.virtualenv);
     EXPECT_EQ(a.env, b.env);
     EXPECT_EQ(a.url_path_prefix, b.url_path_prefix);
     EXPECT_EQ(a.host, b.host);
@@ -425,6 +436,8 @@ std::vector<BadCase> bad_cases() {
         {"--factory", "maybe", "is not a boolean (use 1/0, true/false or yes/no)", true},
         {"--working-dir", "/nonexistent/appserver-test", "is not an existing directory"},
         {"--working-dir", file, "is not an existing directory"},
+        {"--virtualenv", "/nonexistent/appserver-test", "is not an existing directory"},
+        {"--virtualenv", existing_dir, "is not a virtualenv (it has no pyvenv.cfg)"},
         {"--env", "NOEQUALS", "is not of the form KEY=VAL"},
         {"--env", "=value", "has an empty KEY"},
         {"--url-path-prefix", "shop", "must start with '/' and not end with '/' (or be empty)"},
