@@ -501,14 +501,10 @@ const std::vector<UwsgiOption>& uwsgi_table() {
                  m.refuse();
              }
          }},
-        // TODO(--virtualenv): map to --virtualenv once that option is on main.
-        {"home virtualenv venv pyhome", Treatment::refused, "",
-         "run appserver from that virtualenv (its 'bin/appserver', or VIRTUAL_ENV set to it for "
-         "the standalone executable); accepted when VIRTUAL_ENV already names it",
-         [](Mapper& m) {
-             const char* venv = m.host().getenv ? m.host().getenv("VIRTUAL_ENV") : nullptr;
-             if (venv == nullptr || !same_directory(m.value(), venv, m.host().cwd)) m.refuse();
-         }},
+        {"home virtualenv venv pyhome", Treatment::maps, "--virtualenv",
+         "the virtualenv the application's packages come from (a directory with a "
+         "pyvenv.cfg); the pip-installed appserver must already run from it",
+         [](Mapper& m) { m.set("virtualenv"); }},
         {"plugins plugin need-plugin need-plugins plugins-dir plugin-dir", Treatment::always, "",
          "appserver serves Python WSGI and speaks HTTP itself: 'python*' and 'http' plugins "
          "need no loading; other plugins are ignored with a warning",

@@ -927,8 +927,8 @@ TEST(OptionsPrintConfig, DefaultsAndUnsetOptions) {
     const auto lines = print_config_lines({target});
     ASSERT_GE(lines.size(), 3U);
     EXPECT_EQ(lines[0].rfind("# appserver ", 0), 0U);
-    EXPECT_EQ(lines[1], "# not set: --reload-paths --reload-ignore-patterns --working-dir --env "
-                        "--uds --uds-permissions --fd --pid-file --access-log");
+    EXPECT_EQ(lines[1], "# not set: --reload-paths --reload-ignore-patterns --working-dir "
+                        "--virtualenv --env --uds --uds-permissions --fd --pid-file --access-log");
     EXPECT_EQ(lines[2], "appserver \\");
     // Every option of the table but --bind (a shorthand) is on a line or listed as not set.
     const std::string text = [&] {

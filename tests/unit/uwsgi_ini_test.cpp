@@ -174,7 +174,7 @@ TEST(UwsgiIni, RefusedOptionsNameTheLineAndSayWhy) {
          {"socket = :3031", "uwsgi-socket = /tmp/a.sock", "https = :443,a,b", "gid = www-data",
           "protocol = uwsgi", "static-map = /s=/srv/s", "touch-reload = /srv/reload",
           "daemonize = /var/log/u.log", "mount = /app=app.py", "hook-pre-app = exec:true",
-          "attach-daemon = celery", "import = tasks", "home = /srv/venv", "pythonpath = /elsewhere",
+          "attach-daemon = celery", "import = tasks", "pythonpath = /elsewhere",
           "ini = other.ini", "if-env = X", "route = ^/x break:404", "cache2 = name=a,items=1"}) {
         SCOPED_TRACE(refused);
         const std::string key = std::string(refused).substr(0, std::string(refused).find(' '));
@@ -191,9 +191,13 @@ TEST(UwsgiIni, SomeRefusalsDependOnTheValue) {
     // pythonpath naming the working directory.
     EXPECT_NO_THROW(read("[uwsgi]\nmodule = app\npythonpath = /srv/app/\n"));
     EXPECT_NO_THROW(read("[uwsgi]\npythonpath = /opt/site\nchdir = /opt/site\nmodule = app\n"));
-    // home naming the active virtualenv.
-    EXPECT_NO_THROW(read("[uwsgi]\nmodule = app\nhome = /srv/venv\n",
-                         fake_host({{"VIRTUAL_ENV", "/srv/venv"}})));
+}
+
+TEST(UwsgiIni, HomeIsTheVirtualenv) {
+    EXPECT_EQ(values_of(read("[uwsgi]\nmodule = app\nhome = /srv/venv\n")),
+              (Pairs{{"virtualenv", "/srv/venv"}}));
+    EXPECT_EQ(values_of(read("[uwsgi]\nmodule = app\nvirtualenv = /srv/venv\n")),
+              (Pairs{{"virtualenv", "/srv/venv"}}));
 }
 
 TEST(UwsgiIni, TargetFromModuleCallableOrWsgiFile) {
