@@ -122,6 +122,7 @@ void RequestHead::clear() {
     content_length = 0;
     expect_continue = false;
     forwarding = false;
+    request_id_field = -1;
 }
 
 RequestParser::RequestParser(const ParserLimits& limits)
@@ -690,6 +691,8 @@ int RequestParser::on_header_value_complete(llhttp_t* p) {
         }
     } else if (is_forwarding_field(name)) {
         head.forwarding = true; // so requests without any cost the connection no look
+    } else if (name.size() == 12 && head.request_id_field < 0 && iequals(name, "x-request-id")) {
+        head.request_id_field = static_cast<int>(head.headers.size() - 1);
     }
     return 0;
 }

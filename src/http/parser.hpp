@@ -52,6 +52,7 @@ struct RequestHead {
     std::uint64_t content_length = 0;
     bool expect_continue = false;      // "Expect: 100-continue" on an HTTP/1.1 request
     bool forwarding = false;           // a Forwarded or X-Forwarded-* field is present
+    int request_id_field = -1;         // index in headers of the first X-Request-ID field
 
     std::string_view view(Span s) const { return {bytes.data() + s.offset, s.length}; }
     std::string_view target_view() const { return view(target); }

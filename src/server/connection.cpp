@@ -373,9 +373,12 @@ void Connection::ensure_request_id() {
     if (!request_id_.empty()) {
         return;
     }
-    if (parser_.head_done()) {
-        if (auto sent = request_field(&head(), "x-request-id"); sent && usable_request_id(*sent)) {
-            request_id_.assign(*sent);
+    if (parser_.head_done() && head().request_id_field >= 0) { // the parser noted where
+        const http::RequestHead& h = head();
+        const std::string_view sent =
+            h.view(h.headers[static_cast<std::size_t>(h.request_id_field)].value);
+        if (usable_request_id(sent)) {
+            request_id_.assign(sent);
             return;
         }
     }

@@ -1255,6 +1255,20 @@ TEST(RequestParser, HtabAroundFieldValuesIsAccepted) {
     }
 }
 
+// The connection takes the client's request id from the field the parser noted, without
+// looking through the headers again.
+TEST(RequestParser, NotesTheFirstRequestIdField) {
+    RequestParser p;
+    feed(p, "GET / HTTP/1.1\r\nHost: a\r\nX-Other: 1\r\nx-REQUEST-id: first\r\n"
+            "X-Request-ID: second\r\n\r\n");
+    ASSERT_EQ(p.state(), State::complete);
+    ASSERT_EQ(p.head().request_id_field, 2);
+    EXPECT_EQ(p.head().view(p.head().headers[2].value), "first");
+    p.next_message();
+    feed(p, simple_get);
+    EXPECT_EQ(p.head().request_id_field, -1);
+}
+
 TEST(RequestParser, HtabInsideAFieldValueIsKeptAsSent) {
     const std::string req = "GET / HTTP/1.1\r\nHost: a\r\nX-A: a\tb\t\r\nX-B:\t\tc \t d\r\n\r\n";
     for (std::size_t at = 1; at < req.size(); ++at) {
