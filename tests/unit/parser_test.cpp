@@ -893,6 +893,33 @@ TEST(RequestParser, VerdictDoesNotDependOnReadBoundaries) {
     }
 }
 
+// Found by tests/fuzz (fuzz_parser). Inside a header line the head scanner skips to the
+// next CR in one step; it reported a bare LF, or the head growing past its limit, at the
+// start of that run rather than at the offending byte. Fed whole, llhttp then never saw the
+// bytes in between: a bare LF after the limit was a 400 read whole and a 431 read byte by
+// byte, and an invalid Content-Length before a bare LF gave another reason.
+TEST(RequestParser, ErrorsInsideAHeaderLineAreJudgedAtTheirByte) {
+    const ParserLimits small{64, 100, 0};
+    const std::string over_limit_then_lf =
+        "GET / HTTP/1.1\r\nHost: a\r\nX: " + std::string(50, 'a') + "\n\r\n";
+    EXPECT_EQ(status_of_bytewise(over_limit_then_lf, small), 431);
+    EXPECT_EQ(status_of(over_limit_then_lf, small), 431);
+    const std::string bad_length_then_lf =
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1G \nhello";
+    RequestParser bytes;
+    feed_bytewise(bytes, bad_length_then_lf);
+    ASSERT_EQ(bytes.state(), State::error);
+    EXPECT_EQ(bytes.error_reason(), "Invalid character in Content-Length");
+    for (std::size_t at = 0; at <= bad_length_then_lf.size(); ++at) {
+        SCOPED_TRACE("split at " + std::to_string(at));
+        RequestParser p;
+        feed_split(p, bad_length_then_lf, at);
+        ASSERT_EQ(p.state(), State::error);
+        EXPECT_EQ(p.error_status(), bytes.error_status());
+        EXPECT_EQ(p.error_reason(), bytes.error_reason());
+    }
+}
+
 TEST(RequestParser, BareLfInHeaderLineIs400) {
     EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\nX-B: b\r\n\r\n"), 400);
     EXPECT_EQ(status_of("GET / HTTP/1.1\nHost: a\nX: b\n\n"), 400);
