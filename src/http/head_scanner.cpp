@@ -20,6 +20,7 @@ bool is_tchar(char c) {
 
 void HeadScanner::reset() {
     bytes_ = 0;
+    fields_ = 0;
     line_ = section_ == Section::head ? 0 : 1; // trailers have no request line
     line_len_ = 0;
     prev_cr_ = false;
@@ -146,6 +147,10 @@ HeadScanner::Verdict HeadScanner::scan(const char* data, std::size_t len, std::s
             }
             if (c == ':') {
                 return fail(400, in_section("empty header field name", "empty trailer field name"));
+            }
+            // One field too many is that at its first byte, whatever its name turns into.
+            if (++fields_ > max_fields_) {
+                return fail(431, in_section("too many header fields", "too many trailer fields"));
             }
         }
         ++line_len_;

@@ -1,6 +1,7 @@
 // Framing checks on the raw bytes of a request head that llhttp does not make, or makes
 // only for some read boundaries: bare LF or CR, obs-fold, an empty field name, more than
-// one SP in the request line, and the head's total size (padding included). Runs before
+// one SP in the request line, the head's total size (padding included) and its number of
+// fields (llhttp reports a name where a read happens to end). Runs before
 // llhttp on the same bytes and keeps its state across reads, so a verdict never depends
 // on how the client's bytes were split.
 #pragma once
@@ -17,8 +18,9 @@ public:
     // after a last chunk (field lines, blank line; RFC 9112 7.1.2), held to the same rules.
     enum class Section { head, trailers };
 
-    explicit HeadScanner(std::size_t max_bytes, Section section = Section::head)
-        : max_bytes_(max_bytes), section_(section) {
+    explicit HeadScanner(std::size_t max_bytes, Section section = Section::head,
+                         std::size_t max_fields = static_cast<std::size_t>(-1))
+        : max_bytes_(max_bytes), max_fields_(max_fields), section_(section) {
         reset();
     }
     void reset();
@@ -52,8 +54,10 @@ private:
     }
 
     std::size_t max_bytes_;
+    std::size_t max_fields_;
     Section section_;
     std::size_t bytes_ = 0;
+    std::size_t fields_ = 0;    // field lines begun
     std::size_t line_ = 0;      // index of the current line; 0 = request line
     std::size_t line_len_ = 0;
     bool prev_cr_ = false;

@@ -100,8 +100,9 @@ void RequestHead::clear() {
 
 RequestParser::RequestParser(const ParserLimits& limits)
     : limits_(limits),
-      scanner_(limits.max_header_size),
-      trailer_scanner_(limits.max_header_size, HeadScanner::Section::trailers) {
+      scanner_(limits.max_header_size, HeadScanner::Section::head, limits.max_headers),
+      trailer_scanner_(limits.max_header_size, HeadScanner::Section::trailers,
+                       limits.max_headers) {
     llhttp_init(&parser_, HTTP_REQUEST, settings());
     parser_.data = this;
     head_.bytes.reserve(1024);

@@ -920,6 +920,31 @@ TEST(RequestParser, ErrorsInsideAHeaderLineAreJudgedAtTheirByte) {
     }
 }
 
+// Found by tests/fuzz (fuzz_parser). The field count was checked when llhttp handed over a
+// field name, and llhttp hands over a name when the read ends or the name does: one field
+// too many with a bad byte in its name was a 431 read byte by byte and a 400 read whole.
+// The limit is passed at the first byte of the field that is one too many, whatever comes
+// after it; the same for trailer fields.
+TEST(RequestParser, TooManyFieldsIsDecidedAtTheFirstByteOfTheExtraField) {
+    const ParserLimits limits{64 * 1024, 3, 0};
+    const std::string head = "GET / HTTP/1.1\r\nHost: a\r\nX-1: v\r\nX-2: v\r\n";
+    const std::string trailers = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                 "1\r\na\r\n0\r\nT-1: v\r\nT-2: v\r\nT-3: v\r\n";
+    for (const std::string& req : {head + "X)3: v\r\n\r\n", trailers + "T)4: v\r\n\r\n"}) {
+        SCOPED_TRACE(req);
+        EXPECT_EQ(status_of(req, limits), 431);
+        EXPECT_EQ(status_of_bytewise(req, limits), 431);
+        for (std::size_t at = 0; at <= req.size(); ++at) {
+            RequestParser p(limits);
+            feed_split(p, req, at);
+            EXPECT_EQ(p.error_status(), 431) << "split at " << at;
+        }
+    }
+    // At the limit, not over it: the bad byte is what is wrong.
+    EXPECT_EQ(status_of(head + "\r\n", limits), 0);
+    EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\r\nX)1: v\r\n\r\n", limits), 400);
+}
+
 TEST(RequestParser, BareLfInHeaderLineIs400) {
     EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\nX-B: b\r\n\r\n"), 400);
     EXPECT_EQ(status_of("GET / HTTP/1.1\nHost: a\nX: b\n\n"), 400);
