@@ -243,6 +243,15 @@ std::size_t RequestParser::execute_trailers(const char* data, std::size_t len, b
     std::size_t used = 0;
     const HeadScanner::Verdict verdict = trailer_scanner_.scan(data, len, used);
     if (verdict == HeadScanner::Verdict::error) {
+        // As for the head: the first error in byte order wins, however the bytes were
+        // split, so llhttp sees what comes before the offending byte first.
+        if (used > 1) {
+            bool ignored = false;
+            run_llhttp(data, used - 1, ignored);
+            if (state_ == State::error) {
+                return used;
+            }
+        }
         fail(trailer_scanner_.error_status(), trailer_scanner_.error_reason());
         return used;
     }

@@ -945,6 +945,30 @@ TEST(RequestParser, TooManyFieldsIsDecidedAtTheFirstByteOfTheExtraField) {
     EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\r\nX)1: v\r\n\r\n", limits), 400);
 }
 
+// Found by tests/fuzz (fuzz_parser). An error the trailer scanner found (bare LF, section
+// too large) was reported without llhttp seeing the trailer bytes before it, as it does
+// for the head: an invalid field name followed by too many bytes was a 400 read byte by
+// byte and a 431 read whole.
+TEST(RequestParser, TrailerErrorsComeInByteOrderWhateverTheReadBoundaries) {
+    const ParserLimits limits{64, 100, 0};
+    const std::string chunked = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                "1\r\na\r\n0\r\n";
+    for (const std::string& req : {chunked + std::string(100, '\xfb') + "\r\n\r\n",
+                                   chunked + "\xfb\xfbX: y\n\r\n"}) {
+        SCOPED_TRACE(::testing::PrintToString(req));
+        RequestParser bytes(limits);
+        feed_bytewise(bytes, req);
+        ASSERT_EQ(bytes.state(), State::error);
+        EXPECT_EQ(bytes.error_status(), 400);
+        for (std::size_t at = 0; at <= req.size(); ++at) {
+            RequestParser p(limits);
+            feed_split(p, req, at);
+            EXPECT_EQ(p.error_status(), bytes.error_status()) << "split at " << at;
+            EXPECT_EQ(p.error_reason(), bytes.error_reason()) << "split at " << at;
+        }
+    }
+}
+
 TEST(RequestParser, BareLfInHeaderLineIs400) {
     EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\nX-B: b\r\n\r\n"), 400);
     EXPECT_EQ(status_of("GET / HTTP/1.1\nHost: a\nX: b\n\n"), 400);
