@@ -158,12 +158,21 @@ std::size_t RequestParser::execute_head(const char* data, std::size_t len) {
     }
     // RFC 9110 6.2: a request in HTTP/1.x with x > 1 is processed as HTTP/1.1 (its minor
     // versions are compatible); llhttp knows only 1.0 and 1.1, so it reads a '1' there.
+    // A request-line error awaiting the line's end takes every byte the scanner took, as in
+    // run_llhttp: bytes left with the caller would be scanned a second time.
     const std::size_t done = execute(data, at);
-    if (done < at || state_ != State::head || deferred_error_ != HPE_OK) {
+    if (state_ == State::head && deferred_error_ != HPE_OK) {
+        return len;
+    }
+    if (done < at || state_ != State::head) {
         return done;
     }
     static constexpr char one = '1';
-    if (execute(&one, 1) < 1 || state_ != State::head || deferred_error_ != HPE_OK) {
+    const std::size_t one_done = execute(&one, 1);
+    if (state_ == State::head && deferred_error_ != HPE_OK) {
+        return len;
+    }
+    if (one_done < 1 || state_ != State::head) {
         return done;
     }
     return at + 1 + execute(data + at + 1, len - at - 1);

@@ -969,6 +969,27 @@ TEST(RequestParser, TrailerErrorsComeInByteOrderWhateverTheReadBoundaries) {
     }
 }
 
+// Found by tests/fuzz (fuzz_parser). An unknown method waits for the end of the request
+// line to choose between 501 and 400; when a read held the minor digit of an HTTP/1.x
+// version newer than 1.1 but not the line's end, feed() left the bytes from that digit on
+// unconsumed while still waiting. The caller feeds them again: the scanner then read
+// "HTTP/1.77" (or worse) and answered 400.
+TEST(RequestParser, UnknownMethodWithANewerMinorVersionTakesEveryByte) {
+    const std::string req = "FROB / HTTP/1.7\r\nHost: a\r\n\r\n";
+    EXPECT_EQ(status_of(req), 501);
+    EXPECT_EQ(status_of_bytewise(req), 501);
+    for (std::size_t at = 1; at < req.size(); ++at) {
+        SCOPED_TRACE("split at " + std::to_string(at));
+        RequestParser p;
+        const std::size_t n = p.feed(req.data(), at);
+        if (p.state() != State::error) { // still waiting for the end of the request line
+            EXPECT_EQ(n, at);
+            p.feed(req.data() + at, req.size() - at);
+        }
+        EXPECT_EQ(p.error_status(), 501);
+    }
+}
+
 TEST(RequestParser, BareLfInHeaderLineIs400) {
     EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\nX-B: b\r\n\r\n"), 400);
     EXPECT_EQ(status_of("GET / HTTP/1.1\nHost: a\nX: b\n\n"), 400);
