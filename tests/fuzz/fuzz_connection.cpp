@@ -48,6 +48,8 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <deque>
 #include <memory>
 #include <string>
@@ -387,6 +389,8 @@ public:
     ResponseChecker(const ResponseChecker&) = delete; // llhttp holds pointers into it
     ResponseChecker& operator=(const ResponseChecker&) = delete;
 
+    const std::string& seen() const { return seen_; }
+
     void feed(const char* data, std::size_t len) {
         seen_.append(data, len);
         if (upgraded_) {
@@ -527,8 +531,12 @@ void set_buffer(int fd, int option_force, int option, int bytes) {
 
 } // namespace
 
+// FUZZ_VERBOSE=1: print what the server wrote, and its log (to replay one input).
+static bool verbose = false;
+
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
-    spdlog::set_level(spdlog::level::off);
+    verbose = std::getenv("FUZZ_VERBOSE") != nullptr;
+    spdlog::set_level(verbose ? spdlog::level::debug : spdlog::level::off);
     return 0;
 }
 
@@ -615,6 +623,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                alive.lock() ? static_cast<int>(alive.lock()->phase()) : -1);
     if (!client.eof) {
         client.checker.end();
+    }
+    if (verbose) {
+        std::fprintf(stderr, "---- the server wrote (variant %u, pieces %u):\n%s\n----\n",
+                     flags & 3, pieces, client.checker.seen().c_str());
     }
 
     // Whatever the connection reserved of the worker's budgets, it gave back.
