@@ -15,6 +15,9 @@
 //           bit 4:    let every deadline pass once the input is written (408s, keep-alive
 //                     timeouts, lingering closes cut short)
 //           bit 5:    the client closes at once instead of half-closing first
+//           bit 6:    a small socket send buffer: long responses meet a full socket
+//                     (the end of a finished response is deferred to the loop, a
+//                     response cut mid-way by --write-timeout 0 closes the connection)
 //   byte 1: seed of the random pieces.
 // The first character of a request's path picks what the stub application does (see
 // StubApp::handle): echo the body, stream, lie about lengths, send bad headers...
@@ -44,6 +47,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstddef>
@@ -255,6 +259,29 @@ public:
                 ex.add_header("Content-Length", "100");
             }
             ex.send_file(payload_file(), 0, 64, true, nl);
+            return;
+        }
+        case 'B': { // a long body in one write: "/B64" is 64 KiB (at most 1 MiB)
+            read_body(ex, nl);
+            std::size_t kib = 0;
+            for (std::size_t i = 0; i < arg.size() && i < 4 && arg[i] >= '0' && arg[i] <= '9';
+                 ++i) {
+                kib = kib * 10 + static_cast<std::size_t>(arg[i] - '0');
+            }
+            const std::string body(std::min<std::size_t>(kib == 0 ? 64 : kib, 1024) * 1024, 'B');
+            const std::string_view part = body;
+            ex.begin_response(200, "200 OK");
+            ex.send({&part, 1}, true, nl);
+            return;
+        }
+        case 'S': { // a long body streamed in pieces of unknown total length
+            read_body(ex, nl);
+            const std::string piece(4096, 'S');
+            const std::string_view part = piece;
+            ex.begin_response(200, "200 OK");
+            for (int i = 0; i < 8 && ex.send({&part, 1}, false, nl); ++i) {
+            }
+            ex.finish(nl);
             return;
         }
         case 'E': // an error answered by the server's canned response
@@ -551,6 +578,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const unsigned pieces = (flags >> 2) & 3;
     const bool expire = (flags & 0x10) != 0;
     const bool abrupt = (flags & 0x20) != 0;
+    const bool small_buffer = (flags & 0x40) != 0;
 
     // Which responses to expect: the requests after the PROXY header, if there is one.
     std::string_view requests = stream;
@@ -563,11 +591,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     int sv[2];
     FUZZ_CHECK(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0,
                "socketpair: %d", errno);
-    // Room for every response to the pipelined requests of one input, so that a write
-    // never waits for this thread to read.
+    // Room for every response to the pipelined requests of one input: a write that found
+    // the socket full would not wait for this thread to read (--write-timeout 0), so
+    // responses are cut short only when bit 6 asks for it.
     for (const int fd : sv) {
         set_buffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, 4 << 20);
         set_buffer(fd, SO_RCVBUFFORCE, SO_RCVBUF, 4 << 20);
+    }
+    if (small_buffer) {
+        const int bytes = 4096; // the kernel's minimum is about this (doubled)
+        ::setsockopt(sv[1], SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
     }
     Client client{sv[0], false, ResponseChecker(head_requests(requests, v.config))};
 
