@@ -1047,6 +1047,22 @@ def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def source_commit() -> dict:
+    """The commit the measured build comes from, and whether tracked files differed from
+    it (the report must name what it describes)."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain",
+                                 "--untracked-files=no", "--", ".", ":!docs/benchmarks.md",
+                                 ":!docs/benchmarks"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+    return {"sha": head, "dirty": bool(status)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Run the appserver benchmark matrix.",
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -1135,6 +1151,7 @@ def main(argv=None) -> int:
     started = dt.datetime.now(dt.timezone.utc)
     meta = {
         "started": started.isoformat(timespec="seconds"),
+        "commit": source_commit(),
         "argv": ["bench/run"] + (argv if argv is not None else sys.argv[1:]),
         "mode": "quick" if args.quick else "full",
         "config": {"workers": args.workers, "threads": args.threads, "conc": plan.conc,

@@ -2,6 +2,8 @@
 // master -> workers. Python-specific process hooks live here, at the seam.
 #include <appserver/server.hpp>
 
+#include "run.hpp"
+
 #include "cli/options.hpp"
 #include "log/line_writer.hpp"
 #include "log/log.hpp"
@@ -27,10 +29,12 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 
 namespace appserver {
 namespace {
@@ -232,6 +236,29 @@ void forget_socket_activation_variables() {
     PyErr_Clear();
 }
 
+// --virtualenv names the environment to import from. The standalone executable started
+// its interpreter in it (main.cpp); the Python front door runs in whatever interpreter
+// started it, which cannot switch: serving from another environment than the one asked
+// for would import other packages, so that is refused. "" when all is well.
+std::string check_virtualenv_in_use(const Config& config) {
+    if (config.virtualenv.empty()) {
+        return {};
+    }
+    std::string prefix;
+    if (PyObject* value = PySys_GetObject("prefix"); value != nullptr && PyUnicode_Check(value)) {
+        const char* text = PyUnicode_AsUTF8(value);
+        prefix = text != nullptr ? text : "";
+    }
+    PyErr_Clear();
+    std::error_code ec;
+    if (!prefix.empty() && std::filesystem::equivalent(prefix, config.virtualenv, ec)) {
+        return {};
+    }
+    return "--virtualenv " + config.virtualenv + ": this interpreter (sys.prefix " + prefix +
+           ") is not in that virtualenv and cannot switch to it; run that virtualenv's "
+           "appserver (" + config.virtualenv + "/bin/appserver) or the standalone executable";
+}
+
 // Runs atexit handlers registered by the app (the worker leaves with _exit).
 void run_python_exit_handlers() {
     PyObject* atexit = PyImport_ImportModule("atexit");
@@ -279,7 +306,7 @@ std::unique_ptr<wsgi::WsgiApplication> import_in_worker(const Config& config, un
 } // namespace
 
 namespace {
-int serve(const Config& requested);
+int serve(const Config& requested, const std::vector<std::string>& startup_warnings);
 } // namespace
 
 const char* version() {
@@ -287,24 +314,31 @@ const char* version() {
 }
 
 int run(const Config& requested) {
+    return run(requested, {});
+}
+
+int run(const Config& requested, const std::vector<std::string>& startup_warnings) {
     // Blocked before anything of the app runs (threads it starts at import inherit the
     // mask), restored when the server is done (the Python front door goes on).
     const sigset_t signals = server::master_signal_set();
     sigset_t previous;
     ::pthread_sigmask(SIG_BLOCK, &signals, &previous);
-    const int rc = serve(requested);
+    const int rc = serve(requested, startup_warnings);
     ::pthread_sigmask(SIG_SETMASK, &previous, nullptr);
     return rc;
 }
 
 namespace {
 
-int serve(const Config& requested) {
+int serve(const Config& requested, const std::vector<std::string>& startup_warnings) {
     // Before anything changes the directory or the process title: a reload re-executes
     // this same command line.
     server::remember_command_line();
     const Config config = effective_config(requested);
     log::init(config.log_level, "master", config.log_format);
+    if (std::string err = check_virtualenv_in_use(config); !err.empty()) {
+        return usage_fail(err);
+    }
     // Started by a reload (SIGHUP) of a master that imports the app itself: only check that
     // the new code imports (reexec.hpp).
     const bool import_check = std::getenv(server::import_check_variable) != nullptr;
@@ -316,6 +350,9 @@ int serve(const Config& requested) {
         return fail(e.what());
     }
     log_debug_mode(requested);
+    for (const auto& warning : startup_warnings) {
+        spdlog::warn("{}", warning);
+    }
     {
         std::vector<std::string> names;
         for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
@@ -483,7 +520,7 @@ int run_command_line(const std::vector<std::string>& args) {
     if (outcome.kind == cli::ParseOutcome::Kind::exit) {
         return cli::print_and_exit_code(outcome);
     }
-    return run(outcome.config);
+    return run(outcome.config, outcome.warnings);
 }
 
 } // namespace appserver

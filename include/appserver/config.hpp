@@ -16,6 +16,7 @@ enum class Interface { wsgi };
 enum class LogLevel { debug, info, warning, error, critical };
 
 enum class LogFormat { text, json };
+enum class RequestBuffering { off, on };
 
 struct Config {
     // What to serve.
@@ -23,6 +24,7 @@ struct Config {
     std::string target;             // "module:attribute" (or "module:factory" with factory)
     bool factory = false;           // call the attribute with no arguments to get the app
     std::string working_dir;        // chdir + sys.path[0] before importing; empty = cwd
+    std::string virtualenv;         // standalone executable: use this venv; empty = $VIRTUAL_ENV
     std::vector<std::pair<std::string, std::string>> env; // set before importing the app
     std::string url_path_prefix;    // SCRIPT_NAME; stripped from PATH_INFO when it matches
     bool lazy_apps = false;         // import the app in each worker, not once in the master
@@ -67,6 +69,8 @@ struct Config {
     std::size_t max_header_size = 64 * 1024; // request line + headers, bytes
     std::size_t max_headers = 100;           // header fields per request
     std::uint64_t max_body_size = 0;         // request body bytes; 0 = unlimited (streamed)
+    std::size_t max_connections = 0;         // open connections per worker; 0 = from RLIMIT_NOFILE
+    RequestBuffering request_buffering = RequestBuffering::on; // chunked bodies read whole first
 
     // Observability.
     bool metrics = false;                     // serve Prometheus metrics from the master

@@ -3,6 +3,11 @@
 // docs/cli.md (markdown_reference) are all generated from it.
 #include "cli/options.hpp"
 
+#include "cli/address.hpp"
+#include "cli/peers.hpp"
+#include "cli/units.hpp"
+#include "cli/uwsgi_ini.hpp"
+#include "cli/version.hpp"
 #include "log/access_log.hpp"
 #include "net/proxy.hpp"
 
@@ -23,6 +28,7 @@
 #include <filesystem>
 #include <iterator>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -51,12 +57,32 @@ constexpr std::string_view target_help =
     "is a dotted module path, the attribute part a dotted attribute path; both consist of "
     "identifiers (ASCII letters, digits, '_', not starting with a digit). Without "
     "':attribute' the attribute is 'application' (mysite.wsgi means "
-    "mysite.wsgi:application, as in gunicorn).";
+    "mysite.wsgi:application, as in gunicorn). Required, unless an --ini file names the "
+    "application (the command line wins).";
 constexpr std::string_view default_attribute = "application";
 constexpr std::array<std::string_view, 2> help_flags{"-h", "--help"};
 constexpr std::string_view help_flag_help = "Print this help and exit.";
 constexpr std::string_view version_flag = "--version";
-constexpr std::string_view version_flag_help = "Print the version and exit.";
+constexpr std::string_view version_flag_help =
+    "Print appserver's version, the Python it runs on and the versions of the libraries "
+    "built into it (Boost, llhttp, pybind11, spdlog, fmt, prometheus-cpp, CLI11), one per "
+    "line, and exit.";
+constexpr std::string_view ini_flag = "--ini";
+constexpr std::string_view ini_metavar = "FILE[:SECTION]";
+constexpr std::string_view ini_flag_help =
+    "Read the options of a uWSGI ini file (its [uwsgi] section, or SECTION): each uWSGI option "
+    "is mapped to appserver's (module and callable become TARGET, processes --workers, "
+    "harakiri --request-timeout, ...), ignored with one warning line when it has no meaning "
+    "here, or refused (exit 2, naming it) when appserver cannot honour it; "
+    "docs/migrating-from-uwsgi.md has the table. uWSGI's placeholders (%d, %n, $(VAR), "
+    "%(option), @(file)) are substituted. APPSERVER_* variables and the command line override "
+    "the file. With the default import mode a reload (SIGHUP) reads the file again.";
+constexpr std::string_view print_config_flag = "--print-config";
+constexpr std::string_view print_config_flag_help =
+    "Print the settings the server would run with (from the command line, APPSERVER_* "
+    "variables and --ini, every option with its effective value; --debug's overrides not "
+    "applied) as a command line that can be pasted back, one option per line, and exit "
+    "without starting.";
 
 // Rules that apply to every option; shown under --help and in docs/cli.md.
 constexpr std::string_view environment_rules =
@@ -68,16 +94,19 @@ constexpr std::string_view environment_rules =
     "The variable of a repeatable option (APPSERVER_ENV, APPSERVER_RELOAD_PATHS, "
     "APPSERVER_RELOAD_IGNORE_PATTERNS) holds several entries separated by spaces, tabs or "
     "newlines (so they cannot contain whitespace; use the option for those); the option on "
-    "the command line replaces the variable entirely. Aliases have no environment variable of "
-    "their own. "
+    "the command line replaces the variable entirely. Aliases and --bind have no environment "
+    "variable of their own. A value given on the command line or in the environment wins over "
+    "one from an --ini file. "
     "A variable that starts with APPSERVER_ but is no option's (a typo) is ignored with a "
     "warning in the log.";
 
 constexpr std::string_view exit_status_rules =
-    "--help and --version exit with status 0 (1 when standard output cannot be written); an "
-    "unknown option, a bad value or a missing or malformed TARGET prints one error line "
-    "naming the option (and the environment variable when the value came from there) and "
-    "exits with status 2.";
+    "--help, --version and --print-config exit with status 0 (1 when standard output cannot "
+    "be written); an unknown option, a bad value, a missing or malformed TARGET, or an --ini "
+    "file that cannot be read or asks for what appserver cannot honour prints one error line "
+    "naming the option (and the environment variable or the file's line when the value came "
+    "from there) and exits with status 2. An unknown option that gunicorn, uWSGI or Granian "
+    "know gets appserver's equivalent in that line, a misspelt one the option it resembles.";
 
 // Carries the reason a value was rejected; the caller adds the option and source.
 class BadValue : public std::runtime_error {
@@ -94,6 +123,8 @@ struct Binding {
     void (*assign)(Config&, const std::string&);  // converts, validates, stores; throws BadValue
     std::string (*render)(const Config&);         // the field as text, to document the default
     std::string rule;                             // the accepted values in words
+    // Arity::repeated: the entries one by one, for --print-config.
+    std::vector<std::string> (*items)(const Config&) = nullptr;
 };
 
 struct OptionSpec {
@@ -102,6 +133,9 @@ struct OptionSpec {
     std::string_view group;                 // section heading in --help
     Binding binding;
     std::string_view help;
+    // A peer's spelling of other options (--bind for --host/--port): given at most once, no
+    // environment variable, no default of its own, not shown by --print-config.
+    bool shorthand = false;
 };
 
 template <auto member>
@@ -198,6 +232,46 @@ Binding at_least(std::string metavar) {
 template <auto member, std::uint64_t min, std::uint64_t max>
 Binding between(std::string metavar) {
     return integer<member, min, max, true>(std::move(metavar));
+}
+
+// A size in bytes (unit 1) or MiB (unit mib), with an optional unit: --max-body-size 10M.
+template <auto member, std::uint64_t unit, std::uint64_t min, std::uint64_t max,
+          bool documented_max>
+Binding size(std::string metavar) {
+    static_assert(std::is_integral_v<field_t<member>>);
+    static_assert(max <= std::numeric_limits<field_t<member>>::max());
+    return {
+        Arity::single,
+        std::move(metavar),
+        [](Config& config, const std::string& text) {
+            const IntRange range{min, max, documented_max};
+            const Size parsed = parse_size(text, unit);
+            switch (parsed.error) {
+            case SizeError::none:
+                break;
+            case SizeError::negative:
+                // The same words as for a negative integer.
+                to_unsigned("-1", range);
+                break;
+            case SizeError::too_large:
+                to_unsigned("99999999999999999999999", range);
+                break;
+            default:
+                throw BadValue(size_error_text(parsed.error, unit));
+            }
+            // Range words as for an integer: checked on the value in the option's unit.
+            to_unsigned(std::to_string(parsed.value), range);
+            config.*member = static_cast<field_t<member>>(parsed.value);
+        },
+        [](const Config& config) {
+            const auto value = static_cast<std::uint64_t>(config.*member);
+            return unit == 1 ? format_size(value) : std::to_string(value);
+        },
+        size_rule(unit) + " " +
+            (documented_max ? "From " + format_size(min * unit) + " to " + format_size(max * unit)
+                            : "At least " + std::to_string(min)) +
+            ".",
+    };
 }
 
 // A duration beyond a day is a misconfiguration, and the bound keeps the later conversion to
@@ -371,6 +445,16 @@ void check_directory(const std::string& value) {
     }
 }
 
+// A virtualenv made by `python -m venv` or virtualenv 20+: its pyvenv.cfg is what makes the
+// embedded interpreter take the environment's site-packages (main.cpp).
+void check_virtualenv(const std::string& value) {
+    check_directory(value);
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(std::filesystem::path(value) / "pyvenv.cfg", ec)) {
+        throw BadValue("is not a virtualenv (it has no pyvenv.cfg)");
+    }
+}
+
 void check_path_prefix(const std::string& value) {
     if (value.empty()) return;
     if (value.front() != '/' || value.back() == '/') {
@@ -384,6 +468,41 @@ void assign_env_entry(Config& config, const std::string& entry) {
     if (equals == std::string::npos) throw BadValue("is not of the form KEY=VAL");
     if (equals == 0) throw BadValue("has an empty KEY");
     config.env.emplace_back(entry.substr(0, equals), entry.substr(equals + 1));
+}
+
+// --bind, gunicorn's spelling: HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N. It replaces what
+// the environment said about where to listen (the command line may not say it twice).
+void assign_bind(Config& config, const std::string& text) {
+    ListenAddress address;
+    std::string error;
+    if (!parse_bind_address(text, address, error)) throw BadValue(error);
+    switch (address.kind) {
+    case ListenAddress::Kind::tcp:
+        check_not_empty(address.host);
+        if (!address.port.empty()) {
+            try {
+                config.port =
+                    static_cast<std::uint16_t>(to_unsigned(address.port, IntRange{1, 65535, true}));
+            } catch (const BadValue& bad) {
+                throw BadValue("has a port that " + std::string(bad.what()));
+            }
+        }
+        config.host = address.host;
+        config.uds.clear();
+        config.listen_fd = -1;
+        break;
+    case ListenAddress::Kind::unix_socket:
+        check_socket_path(address.path);
+        config.uds = address.path;
+        config.listen_fd = -1;
+        break;
+    case ListenAddress::Kind::fd:
+        config.listen_fd = static_cast<int>(to_unsigned(
+            address.fd,
+            IntRange{0, static_cast<std::uint64_t>(std::numeric_limits<int>::max()), false}));
+        config.uds.clear();
+        break;
+    }
 }
 
 void assign_reload_path(Config& config, const std::string& path) {
@@ -403,6 +522,12 @@ std::string render_list(const std::vector<std::string>& items) {
         out += item;
     }
     return out;
+}
+
+std::vector<std::string> env_items(const Config& config) {
+    std::vector<std::string> items;
+    for (const auto& [key, value] : config.env) items.push_back(key + "=" + value);
+    return items;
 }
 
 std::string render_env(const Config& config) {
@@ -440,6 +565,7 @@ constexpr std::array<std::string_view, 1> interface_names{"wsgi"};
 constexpr std::array<std::string_view, 5> log_level_names{"debug", "info", "warning", "error",
                                                           "critical"};
 constexpr std::array<std::string_view, 2> log_format_names{"text", "json"};
+constexpr std::array<std::string_view, 2> request_buffering_names{"off", "on"};
 
 // ---- the option table -------------------------------------------------------------------
 
@@ -464,12 +590,14 @@ const std::vector<OptionSpec>& option_table() {
          {Arity::repeated, "PATH", assign_reload_path,
           [](const Config& c) { return render_list(c.reload_paths); },
           "Repeatable; an existing directory. Default: --working-dir (or the current "
-          "directory)."},
+          "directory).",
+          [](const Config& c) { return c.reload_paths; }},
          "A directory tree --reload watches."},
         {"reload-ignore-patterns", {}, "Application",
          {Arity::repeated, "GLOB", assign_reload_ignore,
           [](const Config& c) { return render_list(c.reload_ignore_patterns); },
-          "Repeatable; a shell pattern (fnmatch) matched against file and directory names."},
+          "Repeatable; a shell pattern (fnmatch) matched against file and directory names.",
+          [](const Config& c) { return c.reload_ignore_patterns; }},
          "Names --reload does not watch, besides the defaults (.*, *~, #*#, *.swp, *.swx, "
          "*.pyc, *.pyo, __pycache__, *.log, *.sqlite3, *.sqlite3-journal, *.db, "
          "*.db-journal, node_modules, 4913)."},
@@ -477,9 +605,18 @@ const std::vector<OptionSpec>& option_table() {
          text<&Config::working_dir, check_directory>("PATH", "An existing directory."),
          "Change to this directory and put it first on sys.path before importing TARGET "
          "(default: the current directory)."},
+        {"virtualenv", {}, "Application",
+         text<&Config::virtualenv, check_virtualenv>("PATH",
+                                                     "A virtualenv directory (with pyvenv.cfg)."),
+         "Standalone executable: import from this virtualenv (its site-packages; its python "
+         "becomes sys.executable), as uWSGI's home option does. Default: $VIRTUAL_ENV when it "
+         "is set. It must be made with the Python appserver embeds (same major.minor "
+         "version), else appserver exits 1. The Python front door (the appserver console "
+         "script, python -m appserver) runs in the interpreter that started it: there a "
+         "virtualenv other than that interpreter's own is refused (exit 2)."},
         {"env", {}, "Application",
          {Arity::repeated, "KEY=VAL", assign_env_entry, render_env,
-          "Repeatable; KEY must not be empty."},
+          "Repeatable; KEY must not be empty.", env_items},
          "Set an environment variable before the application is imported."},
         {"url-path-prefix", {}, "Application",
          text<&Config::url_path_prefix, check_path_prefix>(
@@ -510,6 +647,14 @@ const std::vector<OptionSpec>& option_table() {
          "(LISTEN_FDS/LISTEN_PID) is used the same way without this option. Refused with "
          "--uds or LISTEN_FDS (exit 2); a descriptor that is not a listening stream socket "
          "exits 1."},
+        {"bind", {}, "Listening",
+         {Arity::single, "ADDRESS", assign_bind, [](const Config&) { return std::string(); },
+          "HOST:PORT, HOST (the port stays --port's), :PORT (every IPv4 interface), "
+          "[IPv6]:PORT, unix:PATH or fd://N."},
+         "Where to listen, as gunicorn spells it: sets --host and --port, or --uds "
+         "(unix:PATH), or --fd (fd://N). Given once (appserver listens on one socket), and not "
+         "together with those options on the command line.",
+         true},
 
         {"forwarded-allow-ips", {}, "Proxies",
          text<&Config::forwarded_allow_ips, check_forwarded_allow_ips>(
@@ -560,7 +705,9 @@ const std::vector<OptionSpec>& option_table() {
          "Replace a worker after it has run this long (Granian's option), the same way; each "
          "worker's lifetime is shortened by a random amount of up to 10 % so they leave one by "
          "one. 0 means never."},
-        {"workers-max-rss", {}, "Recycling", at_least<&Config::workers_max_rss, 0>("MIB"),
+        {"workers-max-rss", {}, "Recycling",
+         size<&Config::workers_max_rss, mib, 0, std::numeric_limits<std::uint64_t>::max() / mib,
+              false>("MIB"),
          "Replace a worker whose resident memory exceeds this many MiB (checked every "
          "second), the same way. 0 means never."},
 
@@ -589,12 +736,31 @@ const std::vector<OptionSpec>& option_table() {
         {"graceful-timeout", {}, "Timeouts", seconds<&Config::graceful_timeout>(),
          "On shutdown, in-flight requests may finish within this long before a hard stop."},
 
+        {"max-connections", {}, "Limits", at_least<&Config::max_connections, 0>("N"),
+         "Most connections one worker holds open. At the limit it closes its idle keep-alive "
+         "connections (those nearest their own timeout first) to make room for new ones, and "
+         "with none idle it stops accepting: the kernel's listen queue holds the rest until a "
+         "connection ends. 0 (the default) means the open-files limit (RLIMIT_NOFILE) less a "
+         "reserve for the application's own files and sockets (an eighth of it, at least 64 "
+         "and at most 1024)."},
+        {"request-buffering", {}, "Limits",
+         choice<&Config::request_buffering, request_buffering_names>(),
+         "on: a chunked request body is read whole before the application is called (NGINX's "
+         "behaviour, and its word for it), so the application sees CONTENT_LENGTH (Django and "
+         "others read nothing without it) and no Transfer-Encoding, and a slow upload holds no "
+         "blocking thread. Up to 64 KiB stays in memory, more goes to an unlinked temporary "
+         "file in TMPDIR (default /tmp), up to --max-body-size, or 1 GiB when that is 0 "
+         "(then 413). off: the body streams to the application as it arrives (wsgi.input "
+         "reads until its end; wsgi.input_terminated is true). Bodies with a Content-Length "
+         "stream either way."},
         {"max-header-size", {}, "Limits",
-         between<&Config::max_header_size, 1024, 1 << 20>("BYTES"),
+         size<&Config::max_header_size, 1, 1024, 1 << 20, true>("BYTES"),
          "Largest request line plus headers, in bytes; larger requests are rejected."},
         {"max-headers", {}, "Limits", at_least<&Config::max_headers, 1>("N"),
          "Most header fields in one request; requests with more are rejected."},
-        {"max-body-size", {}, "Limits", at_least<&Config::max_body_size, 0>("BYTES"),
+        {"max-body-size", {}, "Limits",
+         size<&Config::max_body_size, 1, 0, std::numeric_limits<std::uint64_t>::max(), false>(
+             "BYTES"),
          "Largest request body, in bytes; larger ones are rejected. 0 means unlimited (the body "
          "is streamed to the application)."},
 
@@ -706,6 +872,7 @@ constexpr std::size_t help_width = 100;
 
 std::string help_description(const OptionSpec& spec) {
     std::string text = std::string(spec.help) + " " + spec.binding.rule;
+    if (spec.shorthand) return wrap(text, help_width - help_name_column);
     std::string trailer = "[env: " + env_var_name(spec) + "]";
     if (const auto value = default_text(spec); !value.empty()) {
         trailer = "[default: " + value + "] " + trailer;
@@ -716,15 +883,16 @@ std::string help_description(const OptionSpec& spec) {
 struct Registered {
     std::vector<CLI::Option*> options;  // parallel to option_table()
     CLI::Option* target = nullptr;
+    CLI::Option* ini = nullptr;
+    CLI::Option* print_config = nullptr;
 };
 
 Registered register_options(CLI::App& app) {
     Registered registered;
     app.get_formatter()->column_width(help_name_column);
     app.set_help_flag(join(help_flags, ","), std::string(help_flag_help));
-    app.set_version_flag(std::string(version_flag),
-                         std::string(program_name) + " " + APPSERVER_VERSION,
-                         std::string(version_flag_help));
+    app.set_version_flag(std::string(version_flag), version_report,
+                         wrap(version_flag_help, help_width - help_name_column));
     app.footer(wrap(environment_rules, help_width) + "\n\n" + wrap(exit_status_rules, help_width));
     for (const auto& spec : option_table()) {
         std::string names = flag_name(spec.name);
@@ -740,15 +908,24 @@ Registered register_options(CLI::App& app) {
         } else {
             option->option_text(value_text(spec));
             option->expected(1);
-            option->multi_option_policy(spec.binding.arity == Arity::repeated
+            // A shorthand keeps every occurrence, so that a second one can be refused.
+            option->multi_option_policy(spec.binding.arity == Arity::repeated || spec.shorthand
                                             ? CLI::MultiOptionPolicy::TakeAll
                                             : CLI::MultiOptionPolicy::TakeLast);
         }
         registered.options.push_back(option);
     }
+    registered.ini = app.add_option(std::string(ini_flag));
+    registered.ini->description(wrap(ini_flag_help, help_width - help_name_column));
+    registered.ini->option_text(std::string(ini_metavar));
+    registered.ini->expected(1);
+    registered.ini->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+    registered.print_config = app.add_flag(std::string(print_config_flag));
+    registered.print_config->description(
+        wrap(print_config_flag_help, help_width - help_name_column));
+    // Not required here: an --ini file may name the application instead.
     registered.target = app.add_option(std::string(target_name));
     registered.target->description(wrap(target_help, help_width - help_name_column));
-    registered.target->required();
     return registered;
 }
 
@@ -816,11 +993,69 @@ ParseOutcome finished(std::string output) {
     return outcome;
 }
 
+// Every long flag appserver has, aliases and meta options included.
+std::vector<std::string> all_flags() {
+    std::vector<std::string> flags;
+    for (const auto& spec : option_table()) {
+        flags.push_back(flag_name(spec.name));
+        for (auto alias : spec.aliases) flags.push_back(flag_name(alias));
+    }
+    for (std::string_view meta : {help_flags[1], version_flag, ini_flag, print_config_flag}) {
+        flags.emplace_back(meta);
+    }
+    return flags;
+}
+
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+    std::vector<std::size_t> row(b.size() + 1);
+    for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (std::size_t i = 1; i <= a.size(); ++i) {
+        std::size_t diagonal = row[0];
+        row[0] = i;
+        for (std::size_t j = 1; j <= b.size(); ++j) {
+            const std::size_t above = row[j];
+            row[j] =
+                std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+            diagonal = above;
+        }
+    }
+    return row[b.size()];
+}
+
+// A misspelling of one of appserver's own options: "--worker", "--max_requests",
+// "--max-body" (a unique prefix). Empty when nothing is close enough.
+std::string typo_hint(std::string_view typed) {
+    if (typed.size() < 3 || typed.substr(0, 2) != "--") return "";
+    std::string normal(typed);
+    std::transform(normal.begin(), normal.end(), normal.begin(), [](unsigned char c) {
+        return c == '_' ? '-' : static_cast<char>(std::tolower(c));
+    });
+    const std::size_t limit = normal.size() - 2 <= 5 ? 1 : 2;
+    std::string best;
+    std::size_t best_distance = limit + 1;
+    std::vector<std::string> prefixed;
+    for (const auto& flag : all_flags()) {
+        const std::size_t d = edit_distance(normal, flag);
+        if (d < best_distance) {
+            best = flag;
+            best_distance = d;
+        }
+        if (normal.size() >= 6 && flag.compare(0, normal.size(), normal) == 0) {
+            prefixed.push_back(flag);
+        }
+    }
+    if (best.empty() && prefixed.size() == 1) best = prefixed.front();
+    return best.empty() ? "" : "did you mean " + best + "?";
+}
+
 std::string extras_message(const std::vector<std::string>& extras) {
     if (extras.empty()) return "unexpected arguments";
     const auto& first = extras.front();
     if (first.size() > 1 && first.front() == '-') {
-        return "unknown option '" + first.substr(0, first.find('=')) + "'";
+        const std::string name = first.substr(0, first.find('='));
+        std::string hint = peer_hint(name);
+        if (hint.empty()) hint = typo_hint(name);
+        return "unknown option '" + name + "'" + (hint.empty() ? "" : "; " + hint);
     }
     return "unexpected argument '" + first + "' (only one TARGET is allowed)";
 }
@@ -832,6 +1067,64 @@ std::string escape_table_cell(std::string_view text) {
         out += c;
     }
     return out;
+}
+
+// For a shell: as it is when it is plain, else in single quotes.
+std::string shell_quote(std::string_view text) {
+    const bool plain = !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) ||
+               std::string_view("@%+=:,./-_").find(c) != std::string_view::npos;
+    });
+    if (plain) return std::string(text);
+    std::string out = "'";
+    for (char c : text) {
+        if (c == '\'') {
+            out += "'\\''";
+        } else {
+            out += c;
+        }
+    }
+    return out + "'";
+}
+
+// --print-config: a command line that runs the same configuration, one option per line.
+std::string render_command_line(const Config& config) {
+    std::vector<std::string> lines;
+    std::vector<std::string> unset;
+    for (const auto& spec : option_table()) {
+        if (spec.shorthand) continue;
+        const std::string flag = flag_name(spec.name);
+        if (spec.binding.arity == Arity::repeated) {
+            const auto items = spec.binding.items(config);
+            for (const auto& item : items) lines.push_back(flag + "=" + shell_quote(item));
+            if (items.empty()) unset.push_back(flag);
+            continue;
+        }
+        const std::string value = spec.binding.render(config);
+        if (value.empty()) {
+            // An empty value that the option takes (--url-path-prefix='') is a value; one it
+            // refuses (--pid-file) means "not set".
+            Config scratch;
+            try {
+                spec.binding.assign(scratch, value);
+            } catch (const BadValue&) {
+                unset.push_back(flag);
+                continue;
+            }
+        }
+        lines.push_back(flag + "=" + shell_quote(value));
+    }
+    std::string out = "# " + std::string(program_name) + " " + APPSERVER_VERSION +
+                      ": the settings from the command line, APPSERVER_* variables and --ini\n";
+    if (!unset.empty()) out += "# not set: " + join(unset, " ") + "\n";
+    out += std::string(program_name) + " \\\n";
+    for (const auto& line : lines) out += "  " + line + " \\\n";
+    out += "  " + shell_quote(config.target) + "\n";
+    return out;
+}
+
+bool is_listening_option(std::string_view name) {
+    return name == "host" || name == "port" || name == "uds" || name == "fd" || name == "bind";
 }
 
 } // namespace
@@ -853,12 +1146,6 @@ ParseOutcome parse(const std::vector<std::string>& args, const EnvLookup& env) {
         return finished(app.help());
     } catch (const CLI::CallForVersion& version) {
         return finished(version.what());
-    } catch (const CLI::RequiredError&) {
-        // CLI11 checks requirements before leftovers; an unknown option is the likelier cause.
-        if (const auto extras = app.remaining(); !extras.empty()) {
-            return usage_error(extras_message(extras));
-        }
-        return usage_error("missing " + std::string(target_name) + " (module:attribute)");
     } catch (const CLI::ExtrasError&) {
         return usage_error(extras_message(app.remaining()));
     } catch (const CLI::ArgumentMismatch& error) {
@@ -871,45 +1158,126 @@ ParseOutcome parse(const std::vector<std::string>& args, const EnvLookup& env) {
         return usage_error(error.what());
     }
 
-    ParseOutcome outcome;
     const auto& table = option_table();
+    const auto given_on_command_line = [&](std::string_view name) {
+        for (std::size_t i = 0; i < table.size(); ++i) {
+            if (table[i].name == name) return registered.options[i]->count() > 0;
+        }
+        return false;
+    };
+    const auto env_value = [&](const OptionSpec& spec) -> const char* {
+        if (spec.shorthand) return nullptr;
+        const char* raw = lookup(env_var_name(spec).c_str());
+        return raw != nullptr && *raw != '\0' ? raw : nullptr;
+    };
+
+    // --bind is one address, and says what --host/--port/--uds/--fd say.
+    for (std::size_t i = 0; i < table.size(); ++i) {
+        if (!table[i].shorthand || registered.options[i]->count() == 0) continue;
+        if (registered.options[i]->count() > 1) {
+            return usage_error(flag_name(table[i].name) +
+                               ": given more than once; appserver listens on one socket");
+        }
+        for (std::string_view other : {"host", "port", "uds", "fd"}) {
+            if (given_on_command_line(other)) {
+                return usage_error(flag_name(table[i].name) + " and " + flag_name(other) +
+                                   " both say where to listen: give one of them");
+            }
+        }
+    }
+
+    IniSettings ini;
+    if (registered.ini->count() > 0) {
+        if (registered.ini->count() > 1) {
+            return usage_error(std::string(ini_flag) + ": given more than once; one file is read");
+        }
+        try {
+            ini = read_uwsgi_ini(registered.ini->results().back(), current_host(lookup));
+        } catch (const IniError& error) {
+            return usage_error(error.what());
+        }
+    }
+    // Where to listen, said on the command line or in the environment, replaces the file's
+    // unix socket (which would otherwise win over --host/--port).
+    bool listening_given = false;
+    for (std::size_t i = 0; i < table.size(); ++i) {
+        if (is_listening_option(table[i].name) &&
+            (registered.options[i]->count() > 0 || env_value(table[i]) != nullptr)) {
+            listening_given = true;
+        }
+    }
+
+    ParseOutcome outcome;
     for (std::size_t i = 0; i < table.size(); ++i) {
         const OptionSpec& spec = table[i];
         const CLI::Option& option = *registered.options[i];
         const std::string env_name = env_var_name(spec);
 
-        std::vector<std::string> values;
-        bool from_env = false;
+        // Each value with where it came from, for the error line: "" (the command line),
+        // " (from APPSERVER_X)" or " (from uwsgi.ini line 4: processes)".
+        std::vector<std::pair<std::string, std::string>> values;
         if (option.count() > 0) {
-            values = option.results();
-            // Last one wins for single-valued options, as in most command-line tools.
-            if (spec.binding.arity != Arity::repeated) values = {values.back()};
-        } else if (const char* raw = lookup(env_name.c_str()); raw != nullptr && *raw != '\0') {
-            from_env = true;
-            values = spec.binding.arity == Arity::repeated ? split_on_whitespace(raw)
-                                                           : std::vector<std::string>{raw};
+            for (const auto& value : option.results()) values.emplace_back(value, "");
+        } else if (const char* raw = env_value(spec); raw != nullptr) {
+            const std::string from = " (from " + env_name + ")";
+            if (spec.binding.arity == Arity::repeated) {
+                for (auto& value : split_on_whitespace(raw)) values.emplace_back(value, from);
+            } else {
+                values.emplace_back(raw, from);
+            }
+        } else {
+            for (const auto& value : ini.values) {
+                if (value.option != spec.name) continue;
+                if (value.option == "uds" && listening_given) continue;
+                values.emplace_back(value.text, " (from " + value.origin + ")");
+            }
+        }
+        // Last one wins for single-valued options, as in most command-line tools.
+        if (spec.binding.arity != Arity::repeated && values.size() > 1) {
+            values.erase(values.begin(), std::prev(values.end()));
         }
 
-        for (const auto& value : values) {
+        for (const auto& [value, from] : values) {
             try {
                 spec.binding.assign(outcome.config, value);
             } catch (const BadValue& bad) {
-                std::string message =
-                    flag_name(spec.name) + ": value '" + value + "' " + bad.what();
-                if (from_env) message += " (from " + env_name + ")";
-                return usage_error(message);
+                return usage_error(flag_name(spec.name) + ": value '" + value + "' " + bad.what() +
+                                   from);
             }
         }
     }
 
-    const std::string& target = registered.target->results().back();
+    std::string target;
+    std::string target_from;
+    if (registered.target->count() > 0) {
+        target = registered.target->results().back();
+        // uWSGI takes a configuration file as its argument ("uwsgi app.ini"); here that
+        // would read as the module "app.ini".
+        std::error_code ec;
+        if (target.size() > 4 && target.compare(target.size() - 4, 4, ".ini") == 0 &&
+            std::filesystem::is_regular_file(target, ec)) {
+            return usage_error(std::string(target_name) + ": value '" + target +
+                               "' is a file; did you mean --ini " + target + "?");
+        }
+    } else if (ini.target) {
+        target = ini.target->text;
+        target_from = " (from " + ini.target->origin + ")";
+    } else {
+        return usage_error("missing " + std::string(target_name) + " (module:attribute)");
+    }
     if (!is_valid_target(target)) {
         return usage_error(std::string(target_name) + ": value '" + target +
-                           "' is not of the form module[.sub]*[:attribute[.attr]*]");
+                           "' is not of the form module[.sub]*[:attribute[.attr]*]" + target_from);
     }
     outcome.config.target = target.find(':') == std::string::npos
                                 ? target + ":" + std::string(default_attribute)
                                 : target;
+    outcome.warnings = std::move(ini.warnings);
+    if (registered.print_config->count() > 0) {
+        ParseOutcome printed = finished(render_command_line(outcome.config));
+        printed.warnings = std::move(outcome.warnings);
+        return printed;
+    }
     return outcome;
 }
 
@@ -924,6 +1292,14 @@ std::vector<std::string> unknown_environment_variables(const std::vector<std::st
         std::string hint;
         for (const auto& spec : table) {
             const std::string canonical = env_var_name(spec);
+            if (spec.shorthand) {
+                if (name == canonical) {
+                    hint = " (" + flag_name(spec.name) +
+                           " has no variable: use the variables of "
+                           "the options it stands for)";
+                }
+                continue;
+            }
             if (name == canonical) {
                 known = true;
                 break;
@@ -946,9 +1322,9 @@ std::string markdown_reference() {
     constexpr std::size_t markdown_width = 100;  // prose only; a table row stays on one line
     std::ostringstream out;
     out << "## Usage\n\n"
-        << "    " << program_name << " [OPTIONS] " << target_name << "\n\n"
-        << wrap("`" + std::string(target_name) + "` (required): " + std::string(target_help),
-                markdown_width)
+        << "    " << program_name << " [OPTIONS] " << target_name << "\n"
+        << "    " << program_name << " --ini uwsgi.ini [OPTIONS] [" << target_name << "]\n\n"
+        << wrap("`" + std::string(target_name) + "`: " + std::string(target_help), markdown_width)
         << "\n\n"
         << "## Options\n\n"
         << "| option | env var | default | description |\n"
@@ -961,13 +1337,18 @@ std::string markdown_reference() {
         std::string names = usage(spec.name);
         for (auto alias : spec.aliases) names += "<br>" + usage(alias);
         const auto default_value = default_text(spec);
-        const std::string shown_default =
-            default_value.empty() ? "(empty)" : "`" + default_value + "`";
-        out << "| " << escape_table_cell(names) << " | `" << env_var_name(spec) << "` | "
+        const std::string shown_default = spec.shorthand          ? "(none)"
+                                          : default_value.empty() ? "(empty)"
+                                                                  : "`" + default_value + "`";
+        const std::string shown_env = spec.shorthand ? "(none)" : "`" + env_var_name(spec) + "`";
+        out << "| " << escape_table_cell(names) << " | " << shown_env << " | "
             << escape_table_cell(shown_default) << " | "
             << escape_table_cell(std::string(spec.help) + " " + spec.binding.rule) << " |\n";
     }
-    out << "| `" << join(help_flags, "`, `") << "` | | | " << help_flag_help << " |\n"
+    out << "| `" << ini_flag << " " << ini_metavar << "` | | | " << escape_table_cell(ini_flag_help)
+        << " |\n"
+        << "| `" << print_config_flag << "` | | | " << print_config_flag_help << " |\n"
+        << "| `" << join(help_flags, "`, `") << "` | | | " << help_flag_help << " |\n"
         << "| `" << version_flag << "` | | | " << version_flag_help << " |\n\n"
         << "## Environment\n\n"
         << wrap(environment_rules, markdown_width) << "\n\n"
@@ -977,6 +1358,10 @@ std::string markdown_reference() {
 }
 
 int print_and_exit_code(const ParseOutcome& outcome) {
+    for (const auto& warning : outcome.warnings) {
+        std::fprintf(stderr, "%s: warning: %s\n", std::string(program_name).c_str(),
+                     warning.c_str());
+    }
     std::FILE* out = outcome.exit_code == 0 ? stdout : stderr;
     std::fputs(outcome.output.c_str(), out);
     if (!outcome.output.empty() && outcome.output.back() != '\n') {

@@ -16,6 +16,9 @@ struct ParseOutcome {
     int exit_code = 0;   // for Kind::exit: 0 for --help/--version, 2 for usage errors
     std::string output;  // for Kind::exit: text to print (stdout when exit_code == 0, else stderr)
     Config config;       // for Kind::run
+    // One line each (an --ini option ignored here): for Kind::run the server logs them once
+    // its log is set up; for Kind::exit print_and_exit_code writes them to stderr first.
+    std::vector<std::string> warnings;
 };
 
 using EnvLookup = std::function<const char*(const char*)>;
@@ -27,7 +30,8 @@ ParseOutcome parse(const std::vector<std::string>& args, const EnvLookup& env = 
 // (a typo such as APPSERVER_WORKER, or an alias's name): such a variable is ignored.
 std::vector<std::string> unknown_environment_variables(const std::vector<std::string>& names);
 
-// For Kind::exit: prints output (stdout for exit code 0, else stderr) and returns the code.
+// For Kind::exit: prints the warnings (stderr), then output (stdout for exit code 0, else
+// stderr), and returns the code.
 int print_and_exit_code(const ParseOutcome& outcome);
 
 // The CLI reference as Markdown, generated from the option table (docs/cli.md).

@@ -43,12 +43,14 @@ enum class CloseReason : std::size_t {
                         // a body the app left unread, an app error mid-body)
     shutdown,           // the server is stopping
     error,              // a socket error on the server's side
+    connection_limit,   // idle, closed to make room under --max-connections
     count_
 };
 inline constexpr std::array<std::string_view, static_cast<std::size_t>(CloseReason::count_)>
     close_reason_labels{"client",      "keep_alive_timeout", "read_timeout",
                         "write_timeout", "bad_request",      "overload",
-                        "response",    "shutdown",           "error"};
+                        "response",    "shutdown",           "error",
+                        "connection_limit"};
 
 // appserver_worker_restarts_total{reason}: why the master started a worker again.
 enum class RestartReason : std::size_t {

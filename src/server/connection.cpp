@@ -152,11 +152,56 @@ bool Connection::take_proxy_header() {
 
 void Connection::do_read() {
     phase_ = Phase::reading;
+    if (rbeg_ == rend_ && parser_.idle()) {
+        // Nothing to parse and no request begun: wait for the client without a buffer
+        // (an idle keep-alive connection costs no read buffer), take one when bytes come.
+        rbeg_ = rend_ = 0;
+        if (rbuf_) {
+            worker_.buffers().give(std::move(rbuf_));
+        }
+        worker_.note_idle_connection();
+        socket_.async_wait(socket_type::wait_read,
+                           [self = shared_from_this()](const boost::system::error_code& ec) {
+                               self->on_readable(ec);
+                           });
+        return;
+    }
+    if (!rbuf_) {
+        rbuf_ = worker_.buffers().take();
+    }
     socket_.async_read_some(
         boost::asio::buffer(rbuf_.get() + rend_, rbuf_size_ - rend_),
         [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
             self->on_read(ec, n);
         });
+}
+
+void Connection::on_readable(const boost::system::error_code& ec) {
+    if (phase_ != Phase::reading) {
+        return;
+    }
+    if (ec) {
+        on_read(ec, 0);
+        return;
+    }
+    rbuf_ = worker_.buffers().take();
+    boost::system::error_code rec;
+    const std::size_t n = socket_.read_some(boost::asio::buffer(rbuf_.get(), rbuf_size_), rec);
+    if (rec == boost::asio::error::would_block || rec == boost::asio::error::try_again) {
+        do_read(); // woken for nothing (another reader's event): wait again
+        return;
+    }
+    on_read(rec, n);
+}
+
+bool Connection::idle_between_requests() const {
+    return kept_alive_ && phase_ == Phase::reading && rbeg_ == rend_ && parser_.idle();
+}
+
+void Connection::close_idle_for_room() {
+    if (idle_between_requests()) {
+        close(CloseReason::connection_limit);
+    }
 }
 
 void Connection::on_read(const boost::system::error_code& ec, std::size_t n) {
@@ -201,6 +246,14 @@ void Connection::process_buffer() {
         return;
     }
     case http::RequestParser::State::body:
+        if (buffers_whole_body()) {
+            if (!spool_body()) {
+                return; // answered
+            }
+            deadline_ = clock::now() + seconds(config_.read_timeout);
+            do_read();
+            return;
+        }
         if (prebuffer_body()) {
             // The body's bytes must keep coming: each read renews the deadline.
             deadline_ = clock::now() + seconds(config_.read_timeout);
@@ -210,6 +263,13 @@ void Connection::process_buffer() {
         dispatch();
         return;
     case http::RequestParser::State::complete:
+        if (buffers_whole_body()) {
+            if (spool_ && !spool_body()) {
+                return;
+            }
+            body_buffered_ = true;
+            buffered_length_ = (spool_ ? spool_->size() : 0) + parser_.body().size();
+        }
         dispatch();
         return;
     case http::RequestParser::State::head:
@@ -251,6 +311,53 @@ bool Connection::prebuffer_body() {
             return false; // the worker's budget is spent: the thread reads it
         }
         prebuffer_reserved_ = need;
+    }
+    return true;
+}
+
+// --request-buffering on: a chunked body is read whole here, before the request is
+// queued: the app then gets its length (CONTENT_LENGTH), and a slow upload holds no
+// blocking thread. Bodies with a Content-Length stream as before.
+bool Connection::buffers_whole_body() const {
+    return parser_.head().chunked && config_.request_buffering == RequestBuffering::on;
+}
+
+// Keeps the body read so far: in memory while small (the worker's prebuffer budget
+// allowing), else in the spool file. False when the request was answered instead.
+bool Connection::spool_body() {
+    net::NoLock no_wait; // 25 bytes to a socket with nothing else pending
+    if (!send_continue(no_wait)) {
+        close(CloseReason::client);
+        return false;
+    }
+    std::string& staged = parser_.body();
+    if (!spool_) {
+        if (!parser_.head().expect_continue && staged.size() < Worker::prebuffer_body_limit &&
+            prebuffer_body()) {
+            return true;
+        }
+        end_prebuffer();
+        spool_ = std::make_unique<BodySpool>();
+    }
+    if (!spool_->append(staged)) {
+        spdlog::error("request from {}: {}", remote_addr_, spool_->error());
+        reply_and_close(500, "Internal Server Error: the request body could not be buffered",
+                        CloseReason::error);
+        return false;
+    }
+    staged.clear();
+    const std::uint64_t limit =
+        config_.max_body_size != 0 ? config_.max_body_size : max_buffered_body;
+    if (spool_->size() > limit) { // the parser enforces --max-body-size; this, the default
+        ensure_request_id();
+        if (log::client_events().allow()) {
+            log::RequestIdScope id(request_id_);
+            spdlog::info("request body from {} over {} bytes: 413 (--request-buffering)",
+                         remote_addr_, limit);
+        }
+        reply_and_close(413, "request body larger than the configured limit",
+                        CloseReason::bad_request);
+        return false;
     }
     return true;
 }
@@ -471,6 +578,7 @@ void Connection::on_exchange_done() {
     }
     reset_exchange();
     parser_.next_message();
+    kept_alive_ = true;
     deadline_ = clock::now() + seconds(config_.keep_alive_timeout);
     if (worker_.draining()) {
         deadline_ = std::min(deadline_, clock::now() + worker_.drain_grace());
@@ -554,7 +662,7 @@ void Connection::lingering_close() {
     }
     rbeg_ = rend_ = 0;
     socket_.async_read_some(
-        boost::asio::buffer(rbuf_.get(), rbuf_size_),
+        boost::asio::buffer(worker_.discard_buffer().data(), worker_.discard_buffer().size()),
         [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
             if (self->phase_ != Phase::closing) {
                 return;

@@ -39,6 +39,12 @@ public:
     void shutdown_if_idle();
     void close(metrics::CloseReason reason);
     Phase phase() const { return phase_; }
+    // Kept alive after a response, waiting for the client's next request with nothing of
+    // it read yet.
+    bool idle_between_requests() const;
+    clock::time_point deadline() const { return deadline_; }
+    // --max-connections: the worker needs room; an idle connection is closed.
+    void close_idle_for_room();
     // Taken back from the queue after waiting past --request-queue-timeout: answer 503
     // (with Retry-After) and close.
     void answer_expired();
@@ -55,6 +61,7 @@ public:
 
 private:
     void do_read();
+    void on_readable(const boost::system::error_code& ec);
     void on_read(const boost::system::error_code& ec, std::size_t n);
     // --proxy-protocol: consumes the PROXY header at the start of the buffer; false when
     // the connection must wait for more bytes or was closed (not a valid header).
@@ -64,6 +71,10 @@ private:
     // Whether to go on reading a request body in the loop before queueing the request
     // (reserving its share of the worker's prebuffer budget on first use).
     bool prebuffer_body();
+    bool buffers_whole_body() const;
+    bool spool_body();
+    // A buffered chunked body's limit when --max-body-size is 0 (unlimited streaming).
+    static constexpr std::uint64_t max_buffered_body = std::uint64_t{1} << 30;
     void end_prebuffer();
     // The server's own answer (4xx/5xx), then a lingering close counted under reason.
     void reply_and_close(int code, std::string_view message, metrics::CloseReason reason,
@@ -86,6 +97,7 @@ private:
     Worker& worker_;
     socket_type socket_;
     Phase phase_ = Phase::reading;
+    bool kept_alive_ = false; // has served a request and was kept open
     clock::time_point deadline_;
     clock::time_point queued_at_;
     clock::time_point request_start_; // first byte of the current request

@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include <sys/ioctl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -48,7 +49,7 @@ Exchange::Exchange(const Config& config, const ServerInfo& server,
       remote_port_(remote_port),
       parser_(http::ParserLimits{config.max_header_size, config.max_headers,
                                  config.max_body_size}),
-      rbuf_(new char[read_buffer_size]), rbuf_size_(read_buffer_size) {
+      rbuf_size_(read_buffer_size) {
     head_buf_.reserve(1024);
     iov_.reserve(16);
 }
@@ -82,6 +83,10 @@ void Exchange::reset_exchange() {
     body_error_.clear();
     body_error_status_ = 0;
     continue_sent_ = false;
+    spool_.reset();
+    spool_pos_ = 0;
+    body_buffered_ = false;
+    buffered_length_ = 0;
     head_buf_.clear();
     head_status_end_ = 0;
     status_code_ = 0;
@@ -152,7 +157,26 @@ void Exchange::consume_body(std::size_t n) {
 }
 
 bool Exchange::body_done() const {
-    return parser_.state() == http::RequestParser::State::complete && staged_body().empty();
+    return parser_.state() == http::RequestParser::State::complete && staged_body().empty() &&
+           (!spool_ || spool_pos_ >= spool_->size());
+}
+
+bool Exchange::send_continue(net::BlockingScope& scope) {
+    if (!head().expect_continue || continue_sent_ || head_sent_) {
+        return true;
+    }
+    continue_sent_ = true;
+    iovec iov{const_cast<char*>(http::continue_100.data()), http::continue_100.size()};
+    continue_in_flight_.store(true, std::memory_order_relaxed);
+    const net::IoResult sent = net::write_all(fd_, &iov, 1, config_.write_timeout, scope);
+    continue_in_flight_.store(false, std::memory_order_release);
+    if (sent != net::IoResult::ok) {
+        client_gone_ = true;
+        keep_alive_ = false;
+        body_error_ = "client went away before sending the body";
+        return false;
+    }
+    return true;
 }
 
 bool Exchange::fill_body(net::BlockingScope& scope, const int* stop) {
@@ -162,6 +186,17 @@ bool Exchange::fill_body(net::BlockingScope& scope, const int* stop) {
     }
     staged.clear();
     body_pos_ = 0;
+    if (spool_) {
+        // Read whole by the loop (--request-buffering): back from the file, a piece at a
+        // time, so the app's reads stay bounded in memory.
+        if (!spool_->read(spool_pos_, 64 * 1024, staged)) {
+            keep_alive_ = false;
+            body_error_ = spool_->error();
+            return false;
+        }
+        spool_pos_ += staged.size();
+        return !staged.empty();
+    }
     for (;;) {
         if (!body_error_.empty()) {
             return false;
@@ -176,19 +211,13 @@ bool Exchange::fill_body(net::BlockingScope& scope, const int* stop) {
             return false;
         }
         if (rbeg_ == rend_) {
-            if (head().expect_continue && !continue_sent_ && !head_sent_) {
-                continue_sent_ = true;
-                iovec iov{const_cast<char*>(http::continue_100.data()),
-                          http::continue_100.size()};
-                if (net::write_all(fd_, &iov, 1, config_.write_timeout, scope) !=
-                    net::IoResult::ok) {
-                    client_gone_ = true;
-                    keep_alive_ = false;
-                    body_error_ = "client went away before sending the body";
-                    return false;
-                }
+            if (!send_continue(scope)) {
+                return false;
             }
             rbeg_ = rend_ = 0;
+            if (!rbuf_) { // the connection reads the head into its buffer: not reached there
+                rbuf_.reset(new char[rbuf_size_]);
+            }
             std::size_t got = 0;
             const double timeout =
                 read_timeout_override_ >= 0.0 ? read_timeout_override_ : config_.read_timeout;
@@ -385,10 +414,22 @@ void Exchange::prepare_head(std::uint64_t known_length, bool length_known) {
     keep_alive_ = ka;
 }
 
+// Another of the app's threads may be writing "100 Continue" from fill_body(), its
+// caller's lock dropped while the socket is full: the response's bytes wait until that is
+// out, so the two never interleave on the wire.
+void Exchange::await_continue(net::BlockingScope& scope) {
+    while (continue_in_flight_.load(std::memory_order_acquire)) {
+        scope.enter();
+        ::usleep(500);
+        scope.leave();
+    }
+}
+
 bool Exchange::write_iov(net::BlockingScope& scope, Defer defer) {
     if (discard_output_) {
         return true;
     }
+    await_continue(scope);
     iovec* iov = iov_.data();
     int count = static_cast<int>(iov_.size());
     if (defer != Defer::never && hold_ != nullptr && !held_) {
@@ -592,6 +633,7 @@ bool Exchange::send_file(int file_fd, std::int64_t offset, std::uint64_t count, 
         return false;
     }
     if (body) {
+        await_continue(scope);
         const net::IoResult r =
             discard_output_ ? net::IoResult::ok
                             : net::send_file(fd_, file_fd, offset, count, config_.write_timeout,
@@ -717,6 +759,11 @@ void Exchange::complete(net::BlockingScope& scope) {
     // only what has already arrived. Waiting for a slow client here would hold this
     // thread (and the worker) hostage; a connection whose body is still on its way is
     // closed instead (the loop's lingering close drops the rest).
+    if (spool_) { // all of it arrived before the app was called: nothing to drain
+        spool_pos_ = spool_->size();
+        parser_.body().clear();
+        body_pos_ = 0;
+    }
     std::uint64_t dropped = 0;
     net::NoLock no_wait;
     const double saved_timeout = read_timeout_override_;

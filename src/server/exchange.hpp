@@ -2,12 +2,18 @@
 // While a request is in flight the blocking thread that runs the app owns the exchange
 // (socket reads of the body, response writes); the event loop does not touch the
 // connection until the exchange is handed back. One owner at a time, no locks.
+// The app may use one request from two of its threads (one reading the body, one writing
+// the response): their caller's lock (the GIL) serialises them, and is dropped only inside
+// socket waits (BlockingScope), where no state is touched. The one thing that could
+// interleave across such a wait, a "100 Continue" and the response, is ordered by
+// continue_in_flight_.
 #pragma once
 
 #include "http/parser.hpp"
 #include "http/response.hpp"
 #include "net/proxy.hpp"
 #include "net/socket_io.hpp"
+#include "server/body_spool.hpp"
 
 #include <appserver/config.hpp>
 
@@ -83,6 +89,10 @@ public:
     // 4xx; too slow: 408), the status that says so; 0 otherwise. An app that lets the
     // resulting exception escape gets this answer sent instead of a 500.
     int body_error_status() const { return body_error_status_; }
+    // --request-buffering: the whole chunked body was read before the app was called, so
+    // its length is known (environ's CONTENT_LENGTH; its Transfer-Encoding is dropped).
+    bool body_buffered() const { return body_buffered_; }
+    std::uint64_t buffered_body_length() const { return buffered_length_; }
 
     // ---- the response ---------------------------------------------------------------
     // Starts (or, before anything is sent, restarts) the response head.
@@ -201,6 +211,12 @@ protected:
     // Measurement only (bench/native/pyfloor): response bytes are dropped instead of
     // written, so what is timed is the application side alone.
     void discard_output(bool on) { discard_output_ = on; }
+    // Sends "100 Continue" if the client waits for it and nothing else was sent yet.
+    bool send_continue(net::BlockingScope& scope);
+    // The body read whole on the loop: where it lies past the parser's staged bytes.
+    std::unique_ptr<BodySpool> spool_;
+    bool body_buffered_ = false;
+    std::uint64_t buffered_length_ = 0;
     const Config& config_;
     const ServerInfo& server_;
     const std::atomic<bool>& draining_; // the worker is shutting down: no more keep-alive
@@ -209,7 +225,7 @@ protected:
     std::uint16_t remote_port_;
 
     http::RequestParser parser_;
-    std::unique_ptr<char[]> rbuf_;
+    std::unique_ptr<char[]> rbuf_; // null while the connection waits idle (BufferPool)
     std::size_t rbuf_size_;
     std::size_t rbeg_ = 0; // unparsed bytes are rbuf_[rbeg_, rend_)
     std::size_t rend_ = 0;
@@ -232,15 +248,18 @@ private:
     // for slow readers, else the thread waits; always: never wait (held responses, at
     // most ResponseCork::max_bytes each).
     enum class Defer { never, within_budget, always };
+    void await_continue(net::BlockingScope& scope);
     bool write_iov(net::BlockingScope& scope, Defer defer = Defer::never);
     bool defer_rest(const iovec* iov, int count, Defer defer);
     void prepare_head(std::uint64_t known_length, bool length_known);
     void check_body_length();
 
     std::size_t body_pos_ = 0;
+    std::uint64_t spool_pos_ = 0; // read back from spool_ up to here
     std::string body_error_;
     int body_error_status_ = 0;
     bool continue_sent_ = false;
+    std::atomic<bool> continue_in_flight_{false}; // fill_body() is writing "100 Continue"
 
     std::string head_buf_;            // status line + headers being built
     std::size_t head_status_end_ = 0; // where the status line ends (restart point)

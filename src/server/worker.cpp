@@ -17,16 +17,33 @@
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <poll.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <system_error>
+#include <thread>
 
 namespace appserver::server {
 namespace {
+
+// --max-connections 0: the open-files limit, less a reserve for what the application
+// opens itself (files, database and cache sockets, pipes).
+std::size_t connections_from_fd_limit() {
+    rlimit lim{};
+    if (::getrlimit(RLIMIT_NOFILE, &lim) != 0 || lim.rlim_cur == RLIM_INFINITY) {
+        return 1 << 20;
+    }
+    const auto limit = static_cast<std::size_t>(lim.rlim_cur);
+    const std::size_t reserve = std::clamp<std::size_t>(limit / 8, 64, 1024);
+    return limit > reserve + 16 ? limit - reserve : 16;
+}
 
 namespace asio = boost::asio;
 
@@ -83,7 +100,9 @@ Worker::Worker(const Config& config, const net::ListenSocket& listener, Applicat
                unsigned index)
     : config_(config), app_(app), index_(index), family_(listener.family), io_(1),
       acceptor_(io_), signals_(io_), sweep_timer_(io_), grace_timer_(io_),
-      accept_retry_timer_(io_), cork_timer_(io_), backlog_(config.request_queue_size) {
+      accept_retry_timer_(io_), cork_timer_(io_), backlog_(config.request_queue_size),
+      max_connections_(config.max_connections != 0 ? config.max_connections
+                                                   : connections_from_fd_limit()) {
     if (app.runs_inline()) {
         inline_app_ = &app;
     }
@@ -419,6 +438,25 @@ void Worker::do_accept() {
         if (accept_paused_ || draining()) { // a connection's first request filled the queue
             return;
         }
+        if (connections_.size() >= max_connections_) {
+            pollfd pending{acceptor_.native_handle(), POLLIN, 0};
+            if (::poll(&pending, 1, 0) <= 0) {
+                wait_for_connection(); // room is made only for a connection that is there
+                return;
+            }
+        }
+        if (connections_.size() >= max_connections_ && !make_room()) {
+            // Every connection is busy: the next ones wait in the kernel's listen queue (or
+            // go to another worker) until one ends or goes idle (remove(),
+            // note_idle_connection()).
+            if (!at_connection_limit_) {
+                at_connection_limit_ = true;
+                spdlog::debug("worker {}: {} connections open (--max-connections), not "
+                              "accepting",
+                              index_, connections_.size());
+            }
+            return;
+        }
         sockaddr_storage peer{};
         socklen_t peer_len = sizeof peer;
         const int fd = ::accept4(acceptor_.native_handle(), reinterpret_cast<sockaddr*>(&peer),
@@ -622,7 +660,19 @@ void Worker::return_memory_after_burst() {
     peak_connections_ = std::max(peak_connections_, now_open);
     if (peak_connections_ >= trim_after_connections && now_open <= peak_connections_ / 4) {
 #ifdef __GLIBC__
-        ::malloc_trim(0);
+        // Trimming walks every arena and returns pages page by page: milliseconds that
+        // the loop would not be serving. A short-lived thread of its own does it.
+        static std::atomic<bool> trimming{false};
+        if (!trimming.exchange(true)) {
+            try {
+                std::thread([] {
+                    ::malloc_trim(0);
+                    trimming.store(false);
+                }).detach();
+            } catch (const std::system_error&) {
+                trimming.store(false); // no thread to spare: the memory stays for now
+            }
+        }
 #endif
         peak_connections_ = now_open;
     }
@@ -716,9 +766,37 @@ bool Worker::enqueue(std::shared_ptr<Connection>& connection) {
     return queued;
 }
 
+// Idle connections go first when the worker is at --max-connections: those nearest their
+// own deadline (keep-alive or header timeout), an eighth of the idle ones at a time so a
+// burst of new connections does not scan the table for each. A client whose idle
+// connection is closed opens another, as it would after its keep-alive timeout.
+bool Worker::make_room() {
+    std::vector<Connection*> idle;
+    for (auto& [ptr, conn] : connections_) {
+        if (ptr->idle_between_requests()) {
+            idle.push_back(ptr);
+        }
+    }
+    if (idle.empty()) {
+        return false;
+    }
+    const std::size_t n = std::max<std::size_t>(1, idle.size() / 8);
+    std::nth_element(idle.begin(), idle.begin() + static_cast<std::ptrdiff_t>(n - 1), idle.end(),
+                     [](Connection* a, Connection* b) { return a->deadline() < b->deadline(); });
+    idle.resize(n);
+    for (Connection* c : idle) {
+        c->close_idle_for_room(); // removes it from connections_
+    }
+    return true;
+}
+
 void Worker::remove(Connection* connection) {
     connections_.erase(connection);
     slot_->connections_open.store(connections_.size(), std::memory_order_relaxed);
+    if (at_connection_limit_ && connections_.size() < max_connections_) {
+        at_connection_limit_ = false;
+        asio::post(io_, [this] { do_accept(); }); // not from inside a connection's close
+    }
     maybe_finish_shutdown();
 }
 

@@ -8,6 +8,7 @@
 #include "net/listener.hpp"
 #include "server/application.hpp"
 #include "server/backlog.hpp"
+#include "server/buffer_pool.hpp"
 #include "server/exchange.hpp"
 #include "server/response_cork.hpp"
 
@@ -16,6 +17,7 @@
 #include <boost/asio/generic/stream_protocol.hpp>
 #include <boost/asio/basic_socket_acceptor.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 
@@ -25,6 +27,7 @@
 #include <chrono>
 #include <string>
 #include <memory>
+#include <span>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -87,6 +90,18 @@ public:
     }
     // Bytes of finished responses the loop may hold for slow clients (Exchange).
     std::atomic<std::int64_t>& deferred_budget() { return deferred_budget_; }
+    // Read buffers, and a scratch one for bytes read only to be dropped (lingering close).
+    BufferPool& buffers() { return buffers_; }
+    std::span<char> discard_buffer() { return {discard_.get(), read_buffer_size}; }
+    std::size_t max_connections() const { return max_connections_; }
+    // A connection has nothing left to do but wait for its client: at --max-connections
+    // it is now one that may be closed to make room, so accepting is tried again.
+    void note_idle_connection() {
+        if (at_connection_limit_) {
+            at_connection_limit_ = false;
+            boost::asio::post(io_, [this] { do_accept(); });
+        }
+    }
     static constexpr std::int64_t deferred_bytes_per_worker = 64 * 1024 * 1024;
     // Small request bodies are read by the loop before the request is queued (Connection),
     // so a client that sends one slowly holds no blocking thread. Loop thread only.
@@ -115,6 +130,8 @@ public:
 private:
     int serve();
     void do_accept();
+    // --max-connections reached: closes idle connections; false when none was idle.
+    bool make_room();
     void wait_for_connection();
     void retry_accept_later();
     void take_connection(int fd, const sockaddr_storage& peer, socklen_t peer_len);
@@ -166,6 +183,10 @@ private:
     bool stopped_now_ = false; // forced by the master's stop-now signal, not the grace timer
     bool accept_armed_ = false;  // a wait for a connection (or the next batch) is outstanding
     bool accept_paused_ = false; // the request queue is full: new connections wait in the kernel
+    bool at_connection_limit_ = false; // --max-connections reached with none idle: the same
+    std::size_t max_connections_ = 0;
+    BufferPool buffers_{read_buffer_size, 64};
+    std::unique_ptr<char[]> discard_{new char[read_buffer_size]};
     // Set while accepting is paused: the first blocking thread to take a request then asks
     // the loop to accept again (else a small queue would stay closed until a request ends).
     std::atomic<bool> resume_wanted_{false};

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <string_view>
 
 namespace py = pybind11;
 
@@ -50,6 +51,24 @@ std::string print_error(const std::string& what) {
     }
     PyErr_Print();
     return {};
+}
+
+// "Python 3.11.7 (sys.executable ..., sys.prefix ...) searched sys.path = [...]": what an
+// ImportError needs to be understood, when the app was looked for in the wrong environment
+// (no virtualenv, another one, another Python than the one appserver embeds).
+std::string describe_interpreter() {
+    std::string out = "Python ";
+    const std::string_view version = Py_GetVersion(); // "3.11.7 (main, ...) [GCC ...]"
+    out += version.substr(0, version.find(' '));
+    try {
+        py::module_ sys = py::module_::import("sys");
+        out += " (sys.executable " + py::str(sys.attr("executable")).cast<std::string>() +
+               ", sys.prefix " + py::str(sys.attr("prefix")).cast<std::string>() +
+               ") searched sys.path = " + py::repr(sys.attr("path")).cast<std::string>();
+    } catch (py::error_already_set&) {
+        PyErr_Clear();
+    }
+    return out;
 }
 
 } // namespace
@@ -107,10 +126,14 @@ PyObject* load_app(const Config& config, std::string& error) {
         try {
             obj = py::module_::import(module_name.c_str());
         } catch (py::error_already_set& e) {
+            const bool not_found = e.matches(PyExc_ImportError); // ModuleNotFoundError too
             e.restore();
             error = print_error("importing module '" + module_name + "'");
             if (error.empty()) {
                 error = "cannot import module '" + module_name + "' (traceback above)";
+                if (not_found) {
+                    error += "; " + describe_interpreter();
+                }
             }
             return nullptr;
         }

@@ -222,6 +222,19 @@ PyObject* build_environ(server::Exchange& ex, PyObject* input, const EnvironDefa
         }
     }
 
+    if (ex.body_buffered()) {
+        // --request-buffering: the whole chunked body is here, so the app sees it as NGINX
+        // passes a buffered body upstream: with its length, without Transfer-Encoding.
+        if (PyDict_DelItemString(env, "HTTP_TRANSFER_ENCODING") < 0) {
+            PyErr_Clear();
+        }
+        if (!set_steal(env, k.CONTENT_LENGTH,
+                       PyUnicode_FromFormat("%llu", static_cast<unsigned long long>(
+                                                        ex.buffered_body_length())))) {
+            return fail();
+        }
+    }
+
     // The request's id, as the access log and the server's log lines show it: the client's
     // X-Request-ID when usable, else the server's own, as a proxy in front would add it
     // (what request-id middleware in Django and Flask apps reads).

@@ -9,7 +9,10 @@ attached to the report of a failing test.
 from __future__ import annotations
 
 import itertools
+import os
 import signal
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -17,6 +20,9 @@ import pytest
 
 from e2e_helpers import (
     APPS_DIR,
+    ISOLATED,
+    REPO_ROOT,
+    WHEEL_BUILD_TIMEOUT,
     STOP_TIMEOUT,
     ServerProcess,
     SetupError,
@@ -83,7 +89,7 @@ class ServerFactory:
         app: str | None = "wsgi_app:app",
         args: list[str] | None = None,
         *,
-        env: dict[str, str] | None = None,
+        env: dict[str, str | None] | None = None,
         frontdoor: str = "binary",
         cwd: Path | None = None,
         working_dir: Path | None = APPS_DIR,
@@ -92,11 +98,13 @@ class ServerFactory:
         wait: bool = True,
         port: int | None = None,
         argv_override: list[str] | None = None,
+        command: list[str] | None = None,
     ) -> ServerProcess:
         """Start a server; by default --workers 1 --blocking-threads 4 --keep-alive-timeout 120
         --working-dir apps/.
 
-        argv_override replaces all server options (port must then be passed in)."""
+        argv_override replaces all server options (port must then be passed in); command
+        replaces the front door's command (an installed appserver, a venv's python)."""
         args = list(args or [])
         if defaults:
             if not has_flag(args, "--workers"):
@@ -109,7 +117,7 @@ class ServerFactory:
                 args += ["--keep-alive-timeout", "120"]
         if working_dir is not None and not has_flag(args, "--working-dir"):
             args += ["--working-dir", str(working_dir)]
-        prefix, door_env = frontdoor_command(frontdoor)
+        prefix, door_env = (command, {}) if command is not None else frontdoor_command(frontdoor)
 
         last_error = None
         for _attempt in range(3):
@@ -187,3 +195,44 @@ def app_server(module_server_factory) -> ServerProcess:
 def token() -> str:
     """A unique token per test, used to name markers the app writes into its state dir."""
     return "t" + uuid.uuid4().hex[:16]
+
+
+@pytest.fixture(scope="session")
+def wheel() -> Path:
+    """The wheel under test: $APPSERVER_WHEEL, or what `bash scripts/wheel` builds."""
+    given = os.environ.get("APPSERVER_WHEEL")
+    if given:
+        path = Path(given).absolute()
+        if not path.is_file():
+            raise SetupError(f"APPSERVER_WHEEL={given}: no such file")
+        return path
+    result = subprocess.run(
+        ["bash", "scripts/wheel"],
+        cwd=REPO_ROOT,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=WHEEL_BUILD_TIMEOUT,
+    )
+    if result.returncode != 0:
+        raise SetupError(f"scripts/wheel failed ({result.returncode}):\n{result.stdout}\n{result.stderr[-6000:]}")
+    return REPO_ROOT / result.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="session")
+def wheel_venv(wheel, tmp_path_factory) -> Path:
+    """A fresh virtualenv (no system site-packages) with the wheel and Django installed by pip."""
+    path = tmp_path_factory.mktemp("wheel") / "venv"
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(path)], check=True, timeout=300, env=child_env(ISOLATED))
+    result = subprocess.run(
+        [str(path / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+         str(wheel), "Django>=5.2,<6"],
+        env=child_env({**ISOLATED, "PIP_REQUIRE_VIRTUALENV": None}),
+        cwd=path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return path

@@ -26,6 +26,11 @@ STARTUP_TIMEOUT = 30.0  # port accepting + first probe answered
 STOP_TIMEOUT = 20.0  # SIGTERM -> exit, before SIGKILL
 CLOSE_TIMEOUT = 5.0  # how long a connection may take to be closed by the server "at once"
 POLL_INTERVAL = 0.02  # granularity of readiness/marker polling (never used as a sync point)
+WHEEL_BUILD_TIMEOUT = 1200.0  # scripts/wheel from a cold build tree, two jobs
+
+# child_env() extras for what runs from a virtualenv the tests made: nothing of the source
+# tree or of another environment can be imported by accident.
+ISOLATED = {"PYTHONPATH": None, "VIRTUAL_ENV": None, "PYTHONHOME": None, "PYTHONNOUSERSITE": "1"}
 
 
 # --------------------------------------------------------------------------- paths
@@ -65,12 +70,17 @@ def frontdoor_command(frontdoor: str) -> tuple[list[str], dict[str, str]]:
     raise ValueError(f"unknown front door {frontdoor!r}")
 
 
-def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The test process's environment without any APPSERVER_* variable (they are options)."""
+def child_env(extra: dict[str, str | None] | None = None) -> dict[str, str]:
+    """The test process's environment without any APPSERVER_* variable (they are options).
+
+    A value of None in extra removes that variable."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPSERVER_")}
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     for key, value in (extra or {}).items():
+        if value is None:
+            env.pop(key, None)
+            continue
         if key == "PYTHONPATH" and env.get("PYTHONPATH"):
             # Caller-supplied entries first: the package under test wins over stale copies.
             value = value + os.pathsep + env["PYTHONPATH"]
@@ -357,9 +367,12 @@ def run_cli(
     cwd: Path | None = None,
     timeout: float = 30.0,
     pass_fds: tuple[int, ...] = (),
+    command: list[str] | None = None,
 ) -> CliResult:
-    """Run the server expecting it to exit by itself (errors, --version, --help)."""
-    prefix, door_env = frontdoor_command(frontdoor)
+    """Run the server expecting it to exit by itself (errors, --version, --help).
+
+    command replaces the front door's command (an installed appserver, a venv's python)."""
+    prefix, door_env = (command, {}) if command is not None else frontdoor_command(frontdoor)
     proc = subprocess.Popen(
         prefix + list(args),
         env=child_env({**door_env, **(env or {})}),

@@ -168,6 +168,39 @@ def test_file_upload(django_server, token, size, handler):
     assert info["handler"] == handler
 
 
+def test_chunked_file_upload_reaches_django(django_server, token):
+    """Django reads CONTENT_LENGTH only (its ticket #35838): a chunked upload would reach
+    it empty. With --request-buffering on (the default) the server reads the body whole
+    first and hands it over with its length, as NGINX in front would."""
+    content = random.Random(7).randbytes(300_000)
+    with requests.Session() as s:
+        csrf = csrf_token(s, f"{django_server.url}/upload/")
+        prepared = requests.Request(
+            "POST",
+            f"{django_server.url}/upload/",
+            data={"csrfmiddlewaretoken": csrf, "note": f"chunked {token}"},
+            files={"file": (f"{token}.bin", content, "application/octet-stream")},
+        ).prepare()
+        body = prepared.body
+
+        def pieces():  # a generator body: requests sends it with Transfer-Encoding: chunked
+            for at in range(0, len(body), 50_000):
+                yield body[at : at + 50_000]
+
+        r = s.post(
+            f"{django_server.url}/upload/",
+            data=pieces(),
+            headers={"Content-Type": prepared.headers["Content-Type"]},
+            timeout=30,
+        )
+    assert r.request.headers.get("Transfer-Encoding") == "chunked"
+    assert r.status_code == 200, r.text[:500]
+    info = r.json()
+    assert info["size"] == len(content)
+    assert info["sha256"] == hashlib.sha256(content).hexdigest()
+    assert info["note"] == f"chunked {token}"
+
+
 def test_admin_login_page(django_server):
     r = requests.get(f"{django_server.url}/admin/login/", timeout=10)
     assert r.status_code == 200

@@ -262,3 +262,63 @@ def test_graceful_timeout_bounds_shutdown(server_factory, token):
     finally:
         server.marker(f"release-{token}").write_text("go")
         c.close()
+
+
+# ---------------------------------------------------------------- --max-connections
+
+
+def _metrics(server):
+    from test_observability import scrape, value  # the exposition parsers live there
+
+    text = scrape(server.metrics_port)[2]
+    return lambda name, **labels: value(text, name, **labels)
+
+
+def _limited(server_factory, limit):
+    from test_observability import metrics_server
+
+    return metrics_server(server_factory, ["--max-connections", str(limit)])
+
+
+def test_max_connections_closes_idle_keep_alive_connections_for_new_ones(server_factory):
+    server = _limited(server_factory, 3)
+    idle = []
+    try:
+        for _ in range(3):
+            c = RawHTTP(server.port)
+            idle.append(c)
+            c.send(build_request("GET", "/hello", port=server.port))
+            assert c.read_response().status == 200  # kept alive, now idle
+        with RawHTTP(server.port) as newcomer:
+            newcomer.send(build_request("GET", "/hello", port=server.port))
+            assert newcomer.read_response().status == 200
+        wait_until(
+            lambda: _metrics(server)("appserver_connections_closed_total", reason="connection_limit") >= 1,
+            10, "an idle connection closed to make room",
+        )
+        assert any(c.wait_closed() for c in idle)
+    finally:
+        for c in idle:
+            c.close()
+    assert_serves(server)
+
+
+def test_max_connections_with_none_idle_leaves_new_ones_in_the_listen_queue(server_factory):
+    server = _limited(server_factory, 2)
+    busy = [RawHTTP(server.port) for _ in range(2)]
+    try:
+        for c in busy:  # a head begun and not finished: not idle, not closable
+            c.send(b"GET /hello HTTP/1.1\r\nHost: x\r\nConnection: close\r\n")
+        wait_until(lambda: _metrics(server)("appserver_connections_open") == 2, 10, "two open")
+        with RawHTTP(server.port) as waiting:
+            waiting.send(build_request("GET", "/hello", port=server.port))
+            # The kernel holds it: the worker does not accept past its limit.
+            wait_until(lambda: _metrics(server)("appserver_listen_queue_depth") >= 1, 10, "queued in the kernel")
+            assert _metrics(server)("appserver_connections_open") == 2
+            busy[0].send(b"\r\n")  # that request completes, its connection closes: room
+            assert busy[0].read_response().status == 200
+            assert waiting.read_response().status == 200
+    finally:
+        for c in busy:
+            c.close()
+    assert_serves(server)

@@ -185,16 +185,77 @@ def test_chunked_one_byte_chunks(app_server):
     check_body(result, SMALL)
 
 
-def test_chunked_has_no_content_length_in_environ(app_server):
-    with RawHTTP(app_server.port) as c:
+@pytest.fixture(scope="module")
+def streaming_server(module_server_factory):
+    """--request-buffering off: chunked bodies stream to the app as they arrive."""
+    return module_server_factory.start("wsgi_app:app", ["--request-buffering", "off"])
+
+
+def test_streamed_chunked_body_has_no_content_length_in_environ(streaming_server):
+    with RawHTTP(streaming_server.port) as c:
         c.send(
-            build_request("POST", "/environ", [("Transfer-Encoding", "chunked")], port=app_server.port)
+            build_request("POST", "/environ", [("Transfer-Encoding", "chunked")], port=streaming_server.port)
             + chunked_body(b"abc")
         )
         resp = c.read_response()
     env = json.loads(resp.body)["environ"]
     assert env.get("CONTENT_LENGTH", "") == ""
+    assert env["HTTP_TRANSFER_ENCODING"] == "chunked"
     assert env["wsgi.input_terminated"] is True
+
+
+@pytest.mark.parametrize("size", [3, 200_000])
+def test_buffered_chunked_body_gets_a_content_length(app_server, size):
+    """--request-buffering on (the default): the whole chunked body is read before the app
+    is called, which then sees it as a Content-Length request (what Django needs)."""
+    body = pattern(size)
+    with RawHTTP(app_server.port) as c:
+        c.send(
+            build_request("POST", "/environ", [("Transfer-Encoding", "chunked")], port=app_server.port)
+            + chunked_body(body, [1000, 7, 50_000])
+        )
+        env = json.loads(c.read_response().body)["environ"]
+        c.send(
+            build_request("POST", "/echo", [("Transfer-Encoding", "chunked")], port=app_server.port)
+            + chunked_body(body, [1000, 7, 50_000])
+        )
+        echoed = c.read_response()
+    assert env["CONTENT_LENGTH"] == str(size)
+    assert "HTTP_TRANSFER_ENCODING" not in env
+    assert env["wsgi.input_terminated"] is True
+    assert echoed.status == 200 and echoed.body == body
+
+
+def test_buffered_chunked_upload_holds_no_blocking_thread(server_factory, token):
+    """A slow chunked upload is read by the event loop (spooled past 64 KiB): with one
+    blocking thread, other requests are served while it trickles in."""
+    server = server_factory.start("wsgi_app:app", ["--blocking-threads", "1"])
+    body = pattern(3 * 1024 * 1024 + 11)
+    with RawHTTP(server.port, timeout=30) as upload:
+        framed = chunked_body(body, [65536, 100_000, 1, 4096])
+        upload.send(build_request("POST", "/echo", [("Transfer-Encoding", "chunked")], port=server.port)
+                    + framed[: len(framed) // 2])
+        with RawHTTP(server.port) as other:  # while the upload is half-way
+            other.send(build_request("GET", "/hello", port=server.port))
+            assert other.read_response().status == 200
+        upload.send(framed[len(framed) // 2 :])
+        resp = upload.read_response()
+    assert resp.status == 200
+    assert hashlib.sha256(resp.body).hexdigest() == hashlib.sha256(body).hexdigest()
+    assert_serves(server)
+
+
+def test_buffered_chunked_body_with_expect_continue(app_server):
+    """The client waits for 100 Continue before sending: the loop, which reads the body
+    whole, sends it."""
+    port = app_server.port
+    with RawHTTP(port) as c:
+        c.send(build_request("POST", "/echo", [("Transfer-Encoding", "chunked"), ("Expect", "100-continue")], port=port))
+        interim = c.read_response(return_interim=True)
+        assert interim.status == 100
+        c.send(chunked_body(LARGE, [70_000]))
+        resp = c.read_response()
+    assert resp.status == 200 and resp.body == LARGE
 
 
 @pytest.mark.parametrize("framing", FRAMINGS)
@@ -286,19 +347,35 @@ PAST_PREBUFFER = b"%x\r\n" % 65536 + b"p" * 65536 + b"\r\n"
 
 
 @pytest.mark.parametrize("case", sorted(BAD_BODIES_SEEN_BY_THE_APP))
-def test_bad_chunked_body_read_by_the_app_gets_4xx(app_server, token, case):
+def test_bad_chunked_body_read_by_the_app_gets_4xx(streaming_server, token, case):
     body, status = BAD_BODIES_SEEN_BY_THE_APP[case]
-    with RawHTTP(app_server.port, timeout=30) as c:
+    with RawHTTP(streaming_server.port, timeout=30) as c:
         # The head and a first chunk: the app owns the connection (and reads the body) from
         # here on.
         c.send(build_request("POST", f"/block-then-read?token={token}",
-                             [("Transfer-Encoding", "chunked")], port=app_server.port) + PAST_PREBUFFER)
-        wait_for_file(app_server.marker(f"started-{token}"), timeout=20)
+                             [("Transfer-Encoding", "chunked")], port=streaming_server.port) + PAST_PREBUFFER)
+        wait_for_file(streaming_server.marker(f"started-{token}"), timeout=20)
         c.send(body)
-        app_server.marker(f"release-{token}").write_text("go")
+        streaming_server.marker(f"release-{token}").write_text("go")
         resp = c.read_response()
         assert resp.status == status, resp
         assert c.wait_closed(), "the connection cannot be reused after a framing error"
+    assert_serves(streaming_server)
+
+
+@pytest.mark.parametrize("case", sorted(BAD_BODIES_SEEN_BY_THE_APP))
+def test_bad_buffered_chunked_body_gets_4xx_before_the_app(app_server, token, case):
+    """Read whole by the loop, a chunked body with bad framing is answered by the server;
+    the app never sees the request."""
+    body, status = BAD_BODIES_SEEN_BY_THE_APP[case]
+    with RawHTTP(app_server.port, timeout=30) as c:
+        c.send(build_request("POST", f"/block-then-read?token={token}",
+                             [("Transfer-Encoding", "chunked")], port=app_server.port) + PAST_PREBUFFER + body,
+               tolerate_close=True)
+        resp = c.read_response()
+        assert resp.status == status, resp
+        assert c.wait_closed()
+    assert not app_server.marker(f"started-{token}").exists()
     assert_serves(app_server)
 
 

@@ -159,6 +159,9 @@ public:
 
     http::RequestParser::State receive(std::string_view bytes) {
         EXPECT_LE(rend_ + bytes.size(), rbuf_size_);
+        if (!rbuf_) { // as the connection takes one from the worker's pool
+            rbuf_.reset(new char[rbuf_size_]);
+        }
         std::memcpy(rbuf_.get() + rend_, bytes.data(), bytes.size());
         rend_ += bytes.size();
         rbeg_ += parser_.feed(rbuf_.get() + rbeg_, rend_ - rbeg_);
