@@ -9,7 +9,7 @@
 // Input: two control bytes, then the bytes a client sends.
 //   byte 0, bits 0-1: server variant (defaults; --proxy-protocol; small limits with a
 //                     health path and an untrusted peer; every peer trusted with
-//                     --request-timeout)
+//                     --request-timeout and --request-buffering off)
 //           bits 2-3: pieces (0 whole, 1 one byte at a time for the first 512 bytes,
 //                     2-3 random sizes)
 //           bit 4:    let every deadline pass once the input is written (408s, keep-alive
@@ -373,9 +373,11 @@ Variant& variant(unsigned index) {
         v.config.health_path = "/healthz";
         v.remote_addr = "203.0.113.9";
         break;
-    case 3: // every peer trusted; --request-timeout on (targets copied at dispatch)
+    case 3: // every peer trusted; --request-timeout on (targets copied at dispatch);
+            // chunked bodies streamed to the app, not read whole first
         v.config.forwarded_allow_ips = "*";
         v.config.request_timeout = 30;
+        v.config.request_buffering = appserver::RequestBuffering::off;
         v.remote_addr = "10.0.0.1";
         break;
     }
