@@ -259,7 +259,8 @@ bool RequestParser::feed_method(std::size_t end, std::size_t& from) {
 // - HTAB in the OWS that ends a field line (RFC 9110 5.5): llhttp rejects
 //   "Content-Length: 5<HTAB>" and misses "chunked<HTAB>", where it reads SP right.
 //   Trailing OWS is not part of the value, so an SP there changes nothing the app sees.
-//   A run cut by the end of the read is held back until the next byte tells.
+//   A run cut by the end of the read, after a field value, is held back until the next
+//   byte tells.
 // base = where data starts in the bytes of the last scan (for the scanner's indexes).
 std::size_t RequestParser::execute_mapped(const char* data, std::size_t len,
                                           std::size_t head_len, std::size_t base) {
@@ -307,6 +308,16 @@ std::size_t RequestParser::execute_mapped(const char* data, std::size_t len,
         deferred_error_ != HPE_OK) {
         held_ws_.clear();
         return done;
+    }
+    if (!held_ws_.empty() && field_open_) {
+        // The run is inside a field name, not OWS after a value: wrong whatever comes
+        // next, so llhttp judges it now (as it would have, the bytes arriving one by one).
+        const std::string held = std::move(held_ws_);
+        held_ws_.clear();
+        execute(held.data(), held.size());
+        if (state_ == State::error) {
+            return done;
+        }
     }
     if (!held_ws_.empty()) {
         return len; // held back: the head goes on in the next read

@@ -990,6 +990,33 @@ TEST(RequestParser, UnknownMethodWithANewerMinorVersionTakesEveryByte) {
     }
 }
 
+// Found by tests/fuzz (fuzz_parser). SP/HTAB with an HTAB at the end of a read is held
+// back until the next byte says whether it ends a field line (trailing OWS). It was held
+// inside a field name too, where it is wrong whatever follows: read byte by byte the head
+// was rejected at once, read whole it waited for one more byte (or the header timeout).
+TEST(RequestParser, WhitespaceInAFieldNameIsRejectedWithoutWaitingForMore) {
+    const std::string req = "POST / HTTP/1.1\r\nHost: a\r\nX-Name \t\t";
+    RequestParser bytes;
+    feed_bytewise(bytes, req);
+    ASSERT_EQ(bytes.state(), State::error);
+    EXPECT_EQ(bytes.error_status(), 400);
+    for (std::size_t at = 1; at <= req.size(); ++at) {
+        SCOPED_TRACE("split at " + std::to_string(at));
+        RequestParser p;
+        feed_split(p, req, at);
+        EXPECT_EQ(p.state(), State::error);
+        EXPECT_EQ(p.error_reason(), bytes.error_reason());
+    }
+    // Held after a value, it is still trailing OWS: the request goes on.
+    RequestParser value;
+    const std::string ows = "GET / HTTP/1.1\r\nHost: a\r\nX-Name: v \t";
+    EXPECT_EQ(feed(value, ows), ows.size());
+    EXPECT_EQ(value.state(), State::head);
+    EXPECT_EQ(feed(value, "\r\n\r\n"), 4U);
+    ASSERT_EQ(value.state(), State::complete);
+    EXPECT_EQ(headers_of(value.head()), (Headers{{"Host", "a"}, {"X-Name", "v"}}));
+}
+
 TEST(RequestParser, BareLfInHeaderLineIs400) {
     EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\nX-B: b\r\n\r\n"), 400);
     EXPECT_EQ(status_of("GET / HTTP/1.1\nHost: a\nX: b\n\n"), 400);
