@@ -49,6 +49,7 @@ HeadScanner::Verdict HeadScanner::scan(const char* data, std::size_t len, std::s
     newer_minor_at_ = std::string::npos;
     method_end_at_ = std::string::npos;
     field_lines_from_ = line_ > 0 ? 0 : std::string::npos;
+    began_at_line_start_ = line_ > 0 && line_len_ == 0 && !prev_cr_;
     if (verdict_ != Verdict::more) {
         return verdict_;
     }

@@ -53,6 +53,8 @@ public:
     // Index, in the bytes of the last scan() call, where the field lines begin: 0 when
     // they began before, npos while the request line is still being read.
     std::size_t field_lines_from() const { return field_lines_from_; }
+    // The last scan() call began where a field line begins (the one before ended a line).
+    bool began_at_line_start() const { return began_at_line_start_; }
 
 private:
     Verdict fail(int status, const char* reason);
@@ -77,6 +79,7 @@ private:
     std::size_t newer_minor_at_ = std::string::npos;
     std::size_t method_end_at_ = std::string::npos;
     std::size_t field_lines_from_ = std::string::npos;
+    bool began_at_line_start_ = false;
     Verdict verdict_ = Verdict::more;
     int error_status_ = 0;
     const char* error_reason_ = "";

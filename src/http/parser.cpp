@@ -279,6 +279,21 @@ std::size_t RequestParser::execute_mapped(const char* data, std::size_t len,
     if (minor_here) {
         rewrite_[minor - base] = '1';
     }
+    // Whether position b is in a field name (no ':' before it on its line; a line begun in
+    // an earlier read is past its ':' when llhttp said so). Whitespace there is wrong
+    // whatever follows: llhttp gets it as sent and judges it at once, as it would have
+    // the bytes coming one at a time.
+    const auto in_name = [&](std::size_t b) {
+        for (std::size_t k = b; k > fields; --k) {
+            if (rewrite_[k - 1] == ':') {
+                return false;
+            }
+            if (rewrite_[k - 1] == '\n') {
+                return true;
+            }
+        }
+        return fields > 0 || scanner_.began_at_line_start() || !in_value_;
+    };
     std::size_t keep = rewrite_.size();
     for (std::size_t i = fields; tab && (i = rewrite_.find('\t', i)) != std::string::npos;) {
         std::size_t b = i;
@@ -288,6 +303,10 @@ std::size_t RequestParser::execute_mapped(const char* data, std::size_t len,
         std::size_t e = i;
         while (e < rewrite_.size() && (rewrite_[e] == ' ' || rewrite_[e] == '\t')) {
             ++e;
+        }
+        if (in_name(b)) {
+            i = e;
+            continue;
         }
         if (e == rewrite_.size()) {
             if (!scanner_.done()) {
@@ -308,16 +327,6 @@ std::size_t RequestParser::execute_mapped(const char* data, std::size_t len,
         deferred_error_ != HPE_OK) {
         held_ws_.clear();
         return done;
-    }
-    if (!held_ws_.empty() && field_open_) {
-        // The run is inside a field name, not OWS after a value: wrong whatever comes
-        // next, so llhttp judges it now (as it would have, the bytes arriving one by one).
-        const std::string held = std::move(held_ws_);
-        held_ws_.clear();
-        execute(held.data(), held.size());
-        if (state_ == State::error) {
-            return done;
-        }
     }
     if (!held_ws_.empty()) {
         return len; // held back: the head goes on in the next read
@@ -525,6 +534,7 @@ void RequestParser::next_message() {
     method_fed_ = false;
     held_ws_.clear();
     field_open_ = false;
+    in_value_ = false;
     state_ = State::head;
     if (llhttp_get_errno(&parser_) != HPE_PAUSED && llhttp_get_errno(&parser_) != HPE_PAUSED_UPGRADE) {
         // After an error llhttp cannot resume: start over.
@@ -630,6 +640,7 @@ int RequestParser::on_header_field_complete(llhttp_t* p) {
         field.value.length = 0;
     }
     self->field_open_ = false;
+    self->in_value_ = true;
     return 0;
 }
 
@@ -659,6 +670,7 @@ int RequestParser::on_header_value(llhttp_t* p, const char* at, std::size_t len)
 
 int RequestParser::on_header_value_complete(llhttp_t* p) {
     auto* self = static_cast<RequestParser*>(p->data);
+    self->in_value_ = false;
     if (self->state_ != State::head || self->head_.headers.empty()) {
         return 0;
     }
