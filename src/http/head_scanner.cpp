@@ -20,6 +20,7 @@ bool is_tchar(char c) {
 
 void HeadScanner::reset() {
     bytes_ = 0;
+    fields_ = 0;
     line_ = section_ == Section::head ? 0 : 1; // trailers have no request line
     line_len_ = 0;
     prev_cr_ = false;
@@ -48,6 +49,7 @@ HeadScanner::Verdict HeadScanner::scan(const char* data, std::size_t len, std::s
     newer_minor_at_ = std::string::npos;
     method_end_at_ = std::string::npos;
     field_lines_from_ = line_ > 0 ? 0 : std::string::npos;
+    began_at_line_start_ = line_ > 0 && line_len_ == 0 && !prev_cr_;
     if (verdict_ != Verdict::more) {
         return verdict_;
     }
@@ -99,23 +101,27 @@ HeadScanner::Verdict HeadScanner::scan(const char* data, std::size_t len, std::s
         }
         if (line_ > 0 && line_len_ > 0) {
             // Inside a header line only CR and LF matter: jump to the next one with
-            // memchr rather than looking at every byte.
+            // memchr rather than looking at every byte. The CR or LF itself is left to the
+            // next turn, and an error is reported at its own byte (used), as if the bytes
+            // had come one at a time: the parser lets llhttp judge what comes before it.
             const char* rest = data + i;
             const std::size_t n = len - i;
-            const void* cr = std::memchr(rest, '\r', n);
-            const std::size_t span = cr ? static_cast<std::size_t>(static_cast<const char*>(cr) - rest) : n;
-            if (std::memchr(rest, '\n', span) != nullptr) {
-                return fail(400, in_section("bare LF in the request head (lines end with CRLF)",
-                                            "bare LF in the trailer section (lines end with CRLF)"));
+            std::size_t span = n;
+            if (const void* cr = std::memchr(rest, '\r', n)) {
+                span = static_cast<std::size_t>(static_cast<const char*>(cr) - rest);
             }
-            // This byte was counted above; count the rest of the span too.
-            if (span > 1) {
-                bytes_ += span - 1;
-                if (bytes_ > max_bytes_) {
-                    return fail(431, in_section("request header section too large",
-                                                "request trailer section too large"));
-                }
+            if (const void* lf = std::memchr(rest, '\n', span)) {
+                span = static_cast<std::size_t>(static_cast<const char*>(lf) - rest);
             }
+            // This byte (never CR or LF: span >= 1) was counted above; count the rest of
+            // the span too, up to the byte that goes over the limit, if one does.
+            if (span - 1 > max_bytes_ - bytes_) {
+                used = i + (max_bytes_ - bytes_) + 2;
+                bytes_ = max_bytes_ + 1;
+                return fail(431, in_section("request header section too large",
+                                            "request trailer section too large"));
+            }
+            bytes_ += span - 1;
             line_len_ += span;
             i += span - 1;
             used = i + 1;
@@ -150,6 +156,10 @@ HeadScanner::Verdict HeadScanner::scan(const char* data, std::size_t len, std::s
             }
             if (c == ':') {
                 return fail(400, in_section("empty header field name", "empty trailer field name"));
+            }
+            // One field too many is that at its first byte, whatever its name turns into.
+            if (++fields_ > max_fields_) {
+                return fail(431, in_section("too many header fields", "too many trailer fields"));
             }
         }
         ++line_len_;

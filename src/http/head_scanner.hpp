@@ -1,6 +1,7 @@
 // Framing checks on the raw bytes of a request head that llhttp does not make, or makes
 // only for some read boundaries: bare LF or CR, obs-fold, an empty field name, more than
-// one SP in the request line, and the head's total size (padding included). Runs before
+// one SP in the request line, the head's total size (padding included) and its number of
+// fields (llhttp reports a name where a read happens to end). Runs before
 // llhttp on the same bytes and keeps its state across reads, so a verdict never depends
 // on how the client's bytes were split.
 #pragma once
@@ -18,8 +19,9 @@ public:
     // after a last chunk (field lines, blank line; RFC 9112 7.1.2), held to the same rules.
     enum class Section { head, trailers };
 
-    explicit HeadScanner(std::size_t max_bytes, Section section = Section::head)
-        : max_bytes_(max_bytes), section_(section) {
+    explicit HeadScanner(std::size_t max_bytes, Section section = Section::head,
+                         std::size_t max_fields = static_cast<std::size_t>(-1))
+        : max_bytes_(max_bytes), max_fields_(max_fields), section_(section) {
         reset();
     }
     void reset();
@@ -51,6 +53,8 @@ public:
     // Index, in the bytes of the last scan() call, where the field lines begin: 0 when
     // they began before, npos while the request line is still being read.
     std::size_t field_lines_from() const { return field_lines_from_; }
+    // The last scan() call began where a field line begins (the one before ended a line).
+    bool began_at_line_start() const { return began_at_line_start_; }
 
 private:
     Verdict fail(int status, const char* reason);
@@ -60,8 +64,10 @@ private:
     }
 
     std::size_t max_bytes_;
+    std::size_t max_fields_;
     Section section_;
     std::size_t bytes_ = 0;
+    std::size_t fields_ = 0;    // field lines begun
     std::size_t line_ = 0;      // index of the current line; 0 = request line
     std::size_t line_len_ = 0;
     bool prev_cr_ = false;
@@ -73,6 +79,7 @@ private:
     std::size_t newer_minor_at_ = std::string::npos;
     std::size_t method_end_at_ = std::string::npos;
     std::size_t field_lines_from_ = std::string::npos;
+    bool began_at_line_start_ = false;
     Verdict verdict_ = Verdict::more;
     int error_status_ = 0;
     const char* error_reason_ = "";

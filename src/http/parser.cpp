@@ -127,8 +127,9 @@ void RequestHead::clear() {
 
 RequestParser::RequestParser(const ParserLimits& limits)
     : limits_(limits),
-      scanner_(limits.max_header_size),
-      trailer_scanner_(limits.max_header_size, HeadScanner::Section::trailers) {
+      scanner_(limits.max_header_size, HeadScanner::Section::head, limits.max_headers),
+      trailer_scanner_(limits.max_header_size, HeadScanner::Section::trailers,
+                       limits.max_headers) {
     llhttp_init(&parser_, HTTP_REQUEST, settings());
     parser_.data = this;
     head_.bytes.reserve(1024);
@@ -259,7 +260,8 @@ bool RequestParser::feed_method(std::size_t end, std::size_t& from) {
 // - HTAB in the OWS that ends a field line (RFC 9110 5.5): llhttp rejects
 //   "Content-Length: 5<HTAB>" and misses "chunked<HTAB>", where it reads SP right.
 //   Trailing OWS is not part of the value, so an SP there changes nothing the app sees.
-//   A run cut by the end of the read is held back until the next byte tells.
+//   A run cut by the end of the read, after a field value, is held back until the next
+//   byte tells.
 // base = where data starts in the bytes of the last scan (for the scanner's indexes).
 std::size_t RequestParser::execute_mapped(const char* data, std::size_t len,
                                           std::size_t head_len, std::size_t base) {
@@ -278,6 +280,21 @@ std::size_t RequestParser::execute_mapped(const char* data, std::size_t len,
     if (minor_here) {
         rewrite_[minor - base] = '1';
     }
+    // Whether position b is in a field name (no ':' before it on its line; a line begun in
+    // an earlier read is past its ':' when llhttp said so). Whitespace there is wrong
+    // whatever follows: llhttp gets it as sent and judges it at once, as it would have
+    // the bytes coming one at a time.
+    const auto in_name = [&](std::size_t b) {
+        for (std::size_t k = b; k > fields; --k) {
+            if (rewrite_[k - 1] == ':') {
+                return false;
+            }
+            if (rewrite_[k - 1] == '\n') {
+                return true;
+            }
+        }
+        return fields > 0 || scanner_.began_at_line_start() || !in_value_;
+    };
     std::size_t keep = rewrite_.size();
     for (std::size_t i = fields; tab && (i = rewrite_.find('\t', i)) != std::string::npos;) {
         std::size_t b = i;
@@ -287,6 +304,10 @@ std::size_t RequestParser::execute_mapped(const char* data, std::size_t len,
         std::size_t e = i;
         while (e < rewrite_.size() && (rewrite_[e] == ' ' || rewrite_[e] == '\t')) {
             ++e;
+        }
+        if (in_name(b)) {
+            i = e;
+            continue;
         }
         if (e == rewrite_.size()) {
             if (!scanner_.done()) {
@@ -388,6 +409,15 @@ std::size_t RequestParser::execute_trailers(const char* data, std::size_t len, b
     std::size_t used = 0;
     const HeadScanner::Verdict verdict = trailer_scanner_.scan(data, len, used);
     if (verdict == HeadScanner::Verdict::error) {
+        // As for the head: the first error in byte order wins, however the bytes were
+        // split, so llhttp sees what comes before the offending byte first.
+        if (used > 1) {
+            bool ignored = false;
+            run_llhttp(data, used - 1, ignored);
+            if (state_ == State::error) {
+                return used;
+            }
+        }
         fail(trailer_scanner_.error_status(), trailer_scanner_.error_reason());
         return used;
     }
@@ -505,6 +535,7 @@ void RequestParser::next_message() {
     method_fed_ = false;
     held_ws_.clear();
     field_open_ = false;
+    in_value_ = false;
     state_ = State::head;
     if (llhttp_get_errno(&parser_) != HPE_PAUSED && llhttp_get_errno(&parser_) != HPE_PAUSED_UPGRADE) {
         // After an error llhttp cannot resume: start over.
@@ -610,6 +641,7 @@ int RequestParser::on_header_field_complete(llhttp_t* p) {
         field.value.length = 0;
     }
     self->field_open_ = false;
+    self->in_value_ = true;
     return 0;
 }
 
@@ -639,6 +671,7 @@ int RequestParser::on_header_value(llhttp_t* p, const char* at, std::size_t len)
 
 int RequestParser::on_header_value_complete(llhttp_t* p) {
     auto* self = static_cast<RequestParser*>(p->data);
+    self->in_value_ = false;
     if (self->state_ != State::head || self->head_.headers.empty()) {
         return 0;
     }

@@ -189,6 +189,7 @@ private:
     std::string rewrite_;       // a head chunk as llhttp gets it (see execute_mapped)
     std::string held_ws_;       // SP/HTAB at the end of a read, inside a field line
     bool field_open_ = false;
+    bool in_value_ = false;     // llhttp is past a field line's ':' (see execute_mapped)
     int error_status_ = 0;
     std::string error_reason_;
 };

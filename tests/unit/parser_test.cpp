@@ -893,6 +893,149 @@ TEST(RequestParser, VerdictDoesNotDependOnReadBoundaries) {
     }
 }
 
+// Found by tests/fuzz (fuzz_parser). Inside a header line the head scanner skips to the
+// next CR in one step; it reported a bare LF, or the head growing past its limit, at the
+// start of that run rather than at the offending byte. Fed whole, llhttp then never saw the
+// bytes in between: a bare LF after the limit was a 400 read whole and a 431 read byte by
+// byte, and an invalid Content-Length before a bare LF gave another reason.
+TEST(RequestParser, ErrorsInsideAHeaderLineAreJudgedAtTheirByte) {
+    const ParserLimits small{64, 100, 0};
+    const std::string over_limit_then_lf =
+        "GET / HTTP/1.1\r\nHost: a\r\nX: " + std::string(50, 'a') + "\n\r\n";
+    EXPECT_EQ(status_of_bytewise(over_limit_then_lf, small), 431);
+    EXPECT_EQ(status_of(over_limit_then_lf, small), 431);
+    const std::string bad_length_then_lf =
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1G \nhello";
+    RequestParser bytes;
+    feed_bytewise(bytes, bad_length_then_lf);
+    ASSERT_EQ(bytes.state(), State::error);
+    EXPECT_EQ(bytes.error_reason(), "Invalid character in Content-Length");
+    for (std::size_t at = 0; at <= bad_length_then_lf.size(); ++at) {
+        SCOPED_TRACE("split at " + std::to_string(at));
+        RequestParser p;
+        feed_split(p, bad_length_then_lf, at);
+        ASSERT_EQ(p.state(), State::error);
+        EXPECT_EQ(p.error_status(), bytes.error_status());
+        EXPECT_EQ(p.error_reason(), bytes.error_reason());
+    }
+}
+
+// Found by tests/fuzz (fuzz_parser). The field count was checked when llhttp handed over a
+// field name, and llhttp hands over a name when the read ends or the name does: one field
+// too many with a bad byte in its name was a 431 read byte by byte and a 400 read whole.
+// The limit is passed at the first byte of the field that is one too many, whatever comes
+// after it; the same for trailer fields.
+TEST(RequestParser, TooManyFieldsIsDecidedAtTheFirstByteOfTheExtraField) {
+    const ParserLimits limits{64 * 1024, 3, 0};
+    const std::string head = "GET / HTTP/1.1\r\nHost: a\r\nX-1: v\r\nX-2: v\r\n";
+    const std::string trailers = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                 "1\r\na\r\n0\r\nT-1: v\r\nT-2: v\r\nT-3: v\r\n";
+    for (const std::string& req : {head + "X)3: v\r\n\r\n", trailers + "T)4: v\r\n\r\n"}) {
+        SCOPED_TRACE(req);
+        EXPECT_EQ(status_of(req, limits), 431);
+        EXPECT_EQ(status_of_bytewise(req, limits), 431);
+        for (std::size_t at = 0; at <= req.size(); ++at) {
+            RequestParser p(limits);
+            feed_split(p, req, at);
+            EXPECT_EQ(p.error_status(), 431) << "split at " << at;
+        }
+    }
+    // At the limit, not over it: the bad byte is what is wrong.
+    EXPECT_EQ(status_of(head + "\r\n", limits), 0);
+    EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\r\nX)1: v\r\n\r\n", limits), 400);
+}
+
+// Found by tests/fuzz (fuzz_parser). An error the trailer scanner found (bare LF, section
+// too large) was reported without llhttp seeing the trailer bytes before it, as it does
+// for the head: an invalid field name followed by too many bytes was a 400 read byte by
+// byte and a 431 read whole.
+TEST(RequestParser, TrailerErrorsComeInByteOrderWhateverTheReadBoundaries) {
+    const ParserLimits limits{64, 100, 0};
+    const std::string chunked = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                "1\r\na\r\n0\r\n";
+    for (const std::string& req : {chunked + std::string(100, '\xfb') + "\r\n\r\n",
+                                   chunked + "\xfb\xfbX: y\n\r\n"}) {
+        SCOPED_TRACE(::testing::PrintToString(req));
+        RequestParser bytes(limits);
+        feed_bytewise(bytes, req);
+        ASSERT_EQ(bytes.state(), State::error);
+        EXPECT_EQ(bytes.error_status(), 400);
+        for (std::size_t at = 0; at <= req.size(); ++at) {
+            RequestParser p(limits);
+            feed_split(p, req, at);
+            EXPECT_EQ(p.error_status(), bytes.error_status()) << "split at " << at;
+            EXPECT_EQ(p.error_reason(), bytes.error_reason()) << "split at " << at;
+        }
+    }
+}
+
+// Found by tests/fuzz (fuzz_parser), before any token became a method: an unknown method
+// waited for the end of the request line to choose between 501 and 400, and when a read
+// held the minor digit of an HTTP/1.x version newer than 1.1 but not the line's end,
+// feed() left the bytes from that digit on unconsumed; fed again, the scanner read
+// "HTTP/1.77" and answered 400. A method llhttp does not know and a minor version it does
+// not know, together, still take every byte, whatever the reads.
+TEST(RequestParser, UnknownMethodWithANewerMinorVersionTakesEveryByte) {
+    const std::string req = "FROB / HTTP/1.7\r\nHost: a\r\n\r\n";
+    EXPECT_EQ(status_of(req), 0);
+    EXPECT_EQ(status_of_bytewise(req), 0);
+    for (std::size_t at = 1; at < req.size(); ++at) {
+        SCOPED_TRACE("split at " + std::to_string(at));
+        RequestParser p;
+        EXPECT_EQ(p.feed(req.data(), at), at);
+        EXPECT_EQ(p.feed(req.data() + at, req.size() - at), req.size() - at);
+        EXPECT_EQ(p.state(), State::complete);
+        EXPECT_EQ(p.method_name(), "FROB");
+        EXPECT_EQ(p.head().version_minor, 1);
+    }
+}
+
+// Found by tests/fuzz (fuzz_parser). SP/HTAB with an HTAB at the end of a read is held
+// back until the next byte says whether it ends a field line (trailing OWS). It was held
+// inside a field name too, where it is wrong whatever follows: read byte by byte the head
+// was rejected at once, read whole it waited for one more byte (or the header timeout).
+TEST(RequestParser, WhitespaceInAFieldNameIsRejectedWithoutWaitingForMore) {
+    const std::string req = "POST / HTTP/1.1\r\nHost: a\r\nX-Name \t\t";
+    RequestParser bytes;
+    feed_bytewise(bytes, req);
+    ASSERT_EQ(bytes.state(), State::error);
+    EXPECT_EQ(bytes.error_status(), 400);
+    for (std::size_t at = 1; at <= req.size(); ++at) {
+        SCOPED_TRACE("split at " + std::to_string(at));
+        RequestParser p;
+        feed_split(p, req, at);
+        EXPECT_EQ(p.state(), State::error);
+        EXPECT_EQ(p.error_reason(), bytes.error_reason());
+    }
+    // Held after a value, it is still trailing OWS: the request goes on.
+    RequestParser value;
+    const std::string ows = "GET / HTTP/1.1\r\nHost: a\r\nX-Name: v \t";
+    EXPECT_EQ(feed(value, ows), ows.size());
+    EXPECT_EQ(value.state(), State::head);
+    EXPECT_EQ(feed(value, "\r\n\r\n"), 4U);
+    ASSERT_EQ(value.state(), State::complete);
+    EXPECT_EQ(headers_of(value.head()), (Headers{{"Host", "a"}, {"X-Name", "v"}}));
+}
+
+// Found by tests/fuzz (fuzz_parser). The same mapping turned HTAB into SP before a CR
+// inside a field name ("Transfer-Encoding<HTAB><CR>"), so llhttp gave another reason for
+// the 400 than when the bytes came one at a time. Only OWS after a value is mapped.
+TEST(RequestParser, WhitespaceInAFieldNameReachesLlhttpAsSent) {
+    for (const std::string req : {"GET / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding\t\r\n\r\n",
+                                  "GET / HTTP/1.1\r\nHost: a\r\nX \t: v\r\n\r\n"}) {
+        SCOPED_TRACE(::testing::PrintToString(req));
+        RequestParser bytes;
+        feed_bytewise(bytes, req);
+        ASSERT_EQ(bytes.state(), State::error);
+        for (std::size_t at = 1; at <= req.size(); ++at) {
+            RequestParser p;
+            feed_split(p, req, at);
+            EXPECT_EQ(p.error_status(), bytes.error_status()) << "split at " << at;
+            EXPECT_EQ(p.error_reason(), bytes.error_reason()) << "split at " << at;
+        }
+    }
+}
+
 TEST(RequestParser, BareLfInHeaderLineIs400) {
     EXPECT_EQ(status_of("GET / HTTP/1.1\r\nHost: a\nX-B: b\r\n\r\n"), 400);
     EXPECT_EQ(status_of("GET / HTTP/1.1\nHost: a\nX: b\n\n"), 400);
