@@ -26,9 +26,11 @@ void HeadScanner::reset() {
     prev_sp_ = false;
     spaces_ = 0;
     method_token_ = true;
-    method_len_ = 0;
     last_token_.clear();
+    method_.clear();
     newer_minor_at_ = std::string::npos;
+    method_end_at_ = std::string::npos;
+    field_lines_from_ = std::string::npos;
     verdict_ = Verdict::more;
     error_status_ = 0;
     error_reason_ = "";
@@ -44,6 +46,8 @@ HeadScanner::Verdict HeadScanner::fail(int status, const char* reason) {
 HeadScanner::Verdict HeadScanner::scan(const char* data, std::size_t len, std::size_t& used) {
     used = 0;
     newer_minor_at_ = std::string::npos;
+    method_end_at_ = std::string::npos;
+    field_lines_from_ = line_ > 0 ? 0 : std::string::npos;
     if (verdict_ != Verdict::more) {
         return verdict_;
     }
@@ -79,7 +83,9 @@ HeadScanner::Verdict HeadScanner::scan(const char* data, std::size_t len, std::s
                 // Also HTTP/0.9's "GET /path": not a request line we speak.
                 return fail(400, "malformed request line");
             }
-            ++line_;
+            if (line_++ == 0) {
+                field_lines_from_ = i + 1;
+            }
             line_len_ = 0;
             continue;
         }
@@ -120,12 +126,14 @@ HeadScanner::Verdict HeadScanner::scan(const char* data, std::size_t len, std::s
                 if (prev_sp_ || line_len_ == 0) {
                     return fail(400, "more than one space in the request line");
                 }
-                ++spaces_;
+                if (spaces_++ == 0) {
+                    method_end_at_ = i;
+                }
                 last_token_.clear();
             } else {
                 if (spaces_ == 0) {
                     method_token_ = method_token_ && is_tchar(c);
-                    ++method_len_;
+                    method_.push_back(c);
                 } else if (last_token_.size() < 16) {
                     last_token_.push_back(c);
                     if (spaces_ == 2 && last_token_.size() == 8 && c >= '2' && c <= '9' &&
@@ -174,10 +182,6 @@ bool HeadScanner::request_line_hopeless() const {
         }
     }
     return false;
-}
-
-bool HeadScanner::request_line_well_formed() const {
-    return method_token_ && method_len_ > 0 && spaces_ == 2 && version_syntax_ok();
 }
 
 } // namespace appserver::http

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <string>
+#include <string_view>
 
 namespace appserver::http {
 
@@ -33,8 +34,6 @@ public:
 
     // Facts about the request line, once request_line_complete().
     bool request_line_complete() const { return line_ > 0 || verdict_ == Verdict::done; }
-    // method SP target SP HTTP/d.d with a token for the method.
-    bool request_line_well_formed() const;
     // The last token of the request line has the syntax HTTP/DIGIT.DIGIT.
     bool version_syntax_ok() const;
     // What was seen of the request line so far can no longer become well-formed
@@ -43,6 +42,15 @@ public:
     // Index, in the bytes of the last scan() call, of the minor digit of an HTTP/1.x
     // version newer than 1.1 (npos if none there): the parser reads it as HTTP/1.1.
     std::size_t newer_minor_version_at() const { return newer_minor_at_; }
+    // The request method's bytes seen so far, and whether they are all tchars.
+    std::string_view method() const { return method_; }
+    bool method_token() const { return method_token_ && !method_.empty(); }
+    // Index, in the bytes of the last scan() call, of the SP that ends the method (npos
+    // if it is not there).
+    std::size_t method_end_at() const { return method_end_at_; }
+    // Index, in the bytes of the last scan() call, where the field lines begin: 0 when
+    // they began before, npos while the request line is still being read.
+    std::size_t field_lines_from() const { return field_lines_from_; }
 
 private:
     Verdict fail(int status, const char* reason);
@@ -60,9 +68,11 @@ private:
     bool prev_sp_ = false;
     unsigned spaces_ = 0;       // SPs in the request line
     bool method_token_ = true;  // every byte before the first SP is a tchar
-    std::size_t method_len_ = 0;
     std::string last_token_;    // bytes after the request line's last SP (capped)
+    std::string method_;        // bounded by max_bytes, as the whole head is
     std::size_t newer_minor_at_ = std::string::npos;
+    std::size_t method_end_at_ = std::string::npos;
+    std::size_t field_lines_from_ = std::string::npos;
     Verdict verdict_ = Verdict::more;
     int error_status_ = 0;
     const char* error_reason_ = "";

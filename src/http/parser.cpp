@@ -8,6 +8,7 @@
 
 #include <strings.h>
 
+#include <algorithm>
 #include <cstring>
 #include <exception>
 #include <new>
@@ -77,15 +78,40 @@ void normalise_size_line(std::string_view line, std::string& out) {
     }
 }
 
+// The llhttp_method_t of a method llhttp 8.1 reads in a request line (its HTTP methods,
+// and PRI for the HTTP/2 connection preface); -1 for any other.
+int llhttp_request_method(std::string_view name) {
+    struct Entry {
+        std::string_view name;
+        int id;
+    };
+    static constexpr Entry table[] = {
+#define APPSERVER_METHOD_ENTRY(NUM, NAME, STRING) {#STRING, NUM},
+        HTTP_METHOD_MAP(APPSERVER_METHOD_ENTRY)
+#undef APPSERVER_METHOD_ENTRY
+        {"PRI", HTTP_PRI},
+    };
+    for (const Entry& e : table) {
+        if (e.name == name) {
+            return e.id;
+        }
+    }
+    return -1;
+}
+
 } // namespace
 
 std::string_view RequestHead::method_name() const {
+    if (method == kOtherMethod) {
+        return view(method_text);
+    }
     return llhttp_method_name(static_cast<llhttp_method_t>(method));
 }
 
 void RequestHead::clear() {
     bytes.clear();
     target = {};
+    method_text = {};
     headers.clear();
     method = 0;
     version_major = 1;
@@ -129,7 +155,7 @@ std::size_t RequestParser::feed_unguarded(const char* data, std::size_t len) {
             // The first error in byte order wins, however the bytes were split: let llhttp
             // see what comes before the offending byte first.
             if (deferred_error_ == HPE_OK && used > 1) {
-                execute_head(data, used - 1);
+                execute_head(data, used - 1, used - 1);
                 if (state_ == State::error) {
                     return used;
                 }
@@ -145,27 +171,146 @@ std::size_t RequestParser::feed_unguarded(const char* data, std::size_t len) {
         if (deferred_error_ != HPE_OK) {
             return settle_deferred_error() ? used : len;
         }
-        return execute_head(data, len);
+        return execute_head(data, len, used);
     }
     return execute(data, len);
 }
 
-std::size_t RequestParser::execute_head(const char* data, std::size_t len) {
-    const std::size_t at = scanner_.newer_minor_version_at();
-    if (at >= len) {
+std::size_t RequestParser::execute_head(const char* data, std::size_t len, std::size_t head_len) {
+    std::size_t at = 0;
+    if (!method_fed_) {
+        if (!scanner_.method().empty()) {
+            message_begun_ = true;
+        }
+        const std::size_t end = scanner_.method_end_at();
+        if (end == std::string::npos || end >= head_len) {
+            // The method goes on in the next read; the scanner keeps its bytes.
+            if (!scanner_.method().empty() && !scanner_.method_token()) {
+                fail(400, "invalid request method");
+            }
+            return head_len;
+        }
+        if (!feed_method(end, at)) {
+            return end + 1;
+        }
+    }
+    if (!held_ws_.empty()) {
+        // Whether the SP/HTAB held back from the last read ends its field line (then it
+        // is trailing OWS, mapped as in execute_mapped) depends on the next other byte.
+        std::size_t next = at;
+        while (next < head_len && (data[next] == ' ' || data[next] == '\t')) {
+            ++next;
+        }
+        if (next == head_len && !scanner_.done()) {
+            held_ws_.append(data + at, head_len - at);
+            return len;
+        }
+        if (next < head_len && data[next] == '\r') {
+            std::replace(held_ws_.begin(), held_ws_.end(), '\t', ' ');
+        }
+        const std::string held = std::move(held_ws_);
+        held_ws_.clear();
+        if (execute(held.data(), held.size()) != held.size() || state_ != State::head) {
+            return at;
+        }
+    }
+    return at + execute_mapped(data + at, len - at, head_len - at, at);
+}
+
+// llhttp 8.1 knows a fixed list of methods and fails any other, while RFC 9110 9.1 makes
+// any token a method for the app to judge (QUERY, WebDAV's, custom ones). So llhttp
+// reads a method it knows as sent and a stand-in for any other, whose name is kept here.
+// from = where llhttp goes on in data.
+bool RequestParser::feed_method(std::size_t end, std::size_t& from) {
+    method_fed_ = true;
+    const std::string_view name = scanner_.method();
+    if (!scanner_.method_token()) {
+        fail(400, "invalid request method");
+        return false;
+    }
+    const int id = llhttp_request_method(name);
+    if (id >= 0 && end >= name.size()) {
+        from = end - name.size(); // the usual case: llhttp reads it in place, in one go
+        return true;
+    }
+    rewrite_.assign(id >= 0 ? name : std::string_view("GET"));
+    rewrite_.push_back(' ');
+    if (execute(rewrite_.data(), rewrite_.size()) != rewrite_.size() || state_ != State::head) {
+        return false;
+    }
+    if (id < 0) {
+        method_ = kOtherMethod;
+        head_method_ = false;
+        head_.method_text = {static_cast<std::uint32_t>(head_.bytes.size()),
+                             static_cast<std::uint32_t>(name.size())};
+        if (!append_head(name.data(), name.size())) {
+            return false;
+        }
+    }
+    from = end + 1;
+    return true;
+}
+
+// Two things RFC 9110 allows that llhttp 8.1 misreads, so llhttp gets a mapped copy of
+// the head bytes when either is present (rarely):
+// - an HTTP/1.x minor version above 1, to be processed as HTTP/1.1 (RFC 9110 6.2):
+//   llhttp knows only 1.0 and 1.1, so it reads a '1' there;
+// - HTAB in the OWS that ends a field line (RFC 9110 5.5): llhttp rejects
+//   "Content-Length: 5<HTAB>" and misses "chunked<HTAB>", where it reads SP right.
+//   Trailing OWS is not part of the value, so an SP there changes nothing the app sees.
+//   A run cut by the end of the read is held back until the next byte tells.
+// base = where data starts in the bytes of the last scan (for the scanner's indexes).
+std::size_t RequestParser::execute_mapped(const char* data, std::size_t len,
+                                          std::size_t head_len, std::size_t base) {
+    const std::size_t minor = scanner_.newer_minor_version_at();
+    const bool minor_here =
+        minor != std::string::npos && minor >= base && minor - base < head_len;
+    const std::size_t fields_at = scanner_.field_lines_from();
+    const std::size_t fields =
+        fields_at == std::string::npos ? head_len : std::max(fields_at, base) - base;
+    const bool tab =
+        fields < head_len && std::memchr(data + fields, '\t', head_len - fields) != nullptr;
+    if (!minor_here && !tab) {
         return execute(data, len);
     }
-    // RFC 9110 6.2: a request in HTTP/1.x with x > 1 is processed as HTTP/1.1 (its minor
-    // versions are compatible); llhttp knows only 1.0 and 1.1, so it reads a '1' there.
-    const std::size_t done = execute(data, at);
-    if (done < at || state_ != State::head || deferred_error_ != HPE_OK) {
+    rewrite_.assign(data, head_len);
+    if (minor_here) {
+        rewrite_[minor - base] = '1';
+    }
+    std::size_t keep = rewrite_.size();
+    for (std::size_t i = fields; tab && (i = rewrite_.find('\t', i)) != std::string::npos;) {
+        std::size_t b = i;
+        while (b > fields && (rewrite_[b - 1] == ' ' || rewrite_[b - 1] == '\t')) {
+            --b;
+        }
+        std::size_t e = i;
+        while (e < rewrite_.size() && (rewrite_[e] == ' ' || rewrite_[e] == '\t')) {
+            ++e;
+        }
+        if (e == rewrite_.size()) {
+            if (!scanner_.done()) {
+                keep = b;
+            }
+            break;
+        }
+        if (rewrite_[e] == '\r') {
+            std::replace(rewrite_.begin() + static_cast<std::ptrdiff_t>(b),
+                         rewrite_.begin() + static_cast<std::ptrdiff_t>(e), '\t', ' ');
+        }
+        i = e;
+    }
+    held_ws_.assign(rewrite_, keep);
+    rewrite_.resize(keep);
+    const std::size_t done = execute(rewrite_.data(), rewrite_.size());
+    if (done < rewrite_.size() || state_ == State::error || state_ == State::complete ||
+        deferred_error_ != HPE_OK) {
+        held_ws_.clear();
         return done;
     }
-    static constexpr char one = '1';
-    if (execute(&one, 1) < 1 || state_ != State::head || deferred_error_ != HPE_OK) {
-        return done;
+    if (!held_ws_.empty()) {
+        return len; // held back: the head goes on in the next read
     }
-    return at + 1 + execute(data + at + 1, len - at - 1);
+    return head_len + execute(data + head_len, len - head_len);
 }
 
 // Paused where a chunk-size line starts (size_line_next_): collect the line, whole, then
@@ -301,8 +446,8 @@ std::size_t RequestParser::run_llhttp(const char* data, std::size_t len, bool& m
         fail(505, "HTTP/2 is not supported (HTTP/1.1 only)");
         return consumed;
     }
-    if (err == HPE_INVALID_METHOD || err == HPE_INVALID_VERSION) {
-        // 501/505 or 400 depends on the whole request line: wait for its end.
+    if (err == HPE_INVALID_VERSION) {
+        // 505 or 400 depends on the whole request line: wait for its end.
         deferred_error_ = err;
         deferred_reason_ = llhttp_get_error_reason(&parser_);
         return settle_deferred_error() ? consumed : len;
@@ -318,8 +463,6 @@ bool RequestParser::settle_deferred_error() {
     int status = 400;
     if (!scanner_.request_line_complete()) {
         status = 400;
-    } else if (deferred_error_ == HPE_INVALID_METHOD && scanner_.request_line_well_formed()) {
-        status = 501; // RFC 9110 9.1: a method we do not implement
     } else if (deferred_error_ == HPE_INVALID_VERSION && scanner_.version_syntax_ok()) {
         status = 505; // a well-formed version we do not speak
     }
@@ -358,6 +501,8 @@ void RequestParser::next_message() {
     message_begun_ = false;
     head_method_ = false;
     method_ = -1;
+    method_fed_ = false;
+    held_ws_.clear();
     field_open_ = false;
     state_ = State::head;
     if (llhttp_get_errno(&parser_) != HPE_PAUSED && llhttp_get_errno(&parser_) != HPE_PAUSED_UPGRADE) {
@@ -374,6 +519,9 @@ void RequestParser::next_message() {
 std::string_view RequestParser::method_name() const {
     if (method_ < 0) {
         return {};
+    }
+    if (method_ == kOtherMethod) {
+        return head_.view(head_.method_text);
     }
     return llhttp_method_name(static_cast<llhttp_method_t>(method_));
 }
@@ -549,7 +697,7 @@ int RequestParser::on_header_value_complete(llhttp_t* p) {
 int RequestParser::on_headers_complete(llhttp_t* p) {
     auto* self = static_cast<RequestParser*>(p->data);
     auto& head = self->head_;
-    head.method = p->method;
+    head.method = self->method_ == kOtherMethod ? kOtherMethod : p->method;
     head.version_major = p->http_major;
     head.version_minor = p->http_minor;
     if (head.version_major != 1) {

@@ -34,11 +34,16 @@ struct HeaderField {
     Span value;
 };
 
+// RequestHead::method for a method llhttp does not know (any token may be a method,
+// RFC 9110 9.1; the app decides what to do with it). Outside llhttp_method_t's range.
+inline constexpr std::uint8_t kOtherMethod = 255;
+
 struct RequestHead {
     std::string bytes;                 // target, header names and values, back to back
     Span target;
+    Span method_text;                  // the method's name when method == kOtherMethod
     std::vector<HeaderField> headers;
-    std::uint8_t method = 0;           // llhttp_method_t
+    std::uint8_t method = 0;           // llhttp_method_t, or kOtherMethod
     std::uint8_t version_major = 1;
     std::uint8_t version_minor = 1;
     bool keep_alive = true;            // as the request asks (version + Connection)
@@ -137,7 +142,12 @@ private:
     bool end_extension_part(const char* empty_reason);
     bool settle_deferred_error();
     std::size_t execute(const char* data, std::size_t len); // llhttp over checked bytes
-    std::size_t execute_head(const char* data, std::size_t len); // same, minor version mapped
+    // Same for bytes of which the first head_len belong to the head (checked by the
+    // scanner): the method is read here, and what llhttp 8.1 misreads is mapped first.
+    std::size_t execute_head(const char* data, std::size_t len, std::size_t head_len);
+    bool feed_method(std::size_t end, std::size_t& from);
+    std::size_t execute_mapped(const char* data, std::size_t len, std::size_t head_len,
+                               std::size_t base);
     void fail(int status, std::string reason);
 
     llhttp_t parser_{};
@@ -173,7 +183,10 @@ private:
     State state_ = State::head;
     bool message_begun_ = false;
     bool head_method_ = false;
-    int method_ = -1; // llhttp_method_t once the method is read
+    int method_ = -1; // llhttp_method_t (or kOtherMethod) once the method is read
+    bool method_fed_ = false;   // llhttp has read this message's method (or a stand-in)
+    std::string rewrite_;       // a head chunk as llhttp gets it (see execute_mapped)
+    std::string held_ws_;       // SP/HTAB at the end of a read, inside a field line
     bool field_open_ = false;
     int error_status_ = 0;
     std::string error_reason_;

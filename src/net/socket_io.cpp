@@ -121,7 +121,13 @@ IoResult send_file(int fd, int file_fd, off_t offset, std::size_t count, double 
                    BlockingScope& scope) {
     while (count > 0) {
         const std::size_t chunk = count < (std::size_t{1} << 30) ? count : (std::size_t{1} << 30);
+        // sendfile may read the file from disk first: a cold read must not stall the
+        // caller's other threads, so their lock (the GIL) is dropped for the call itself.
+        scope.enter();
         const ssize_t n = ::sendfile(fd, file_fd, &offset, chunk);
+        const int err = errno;
+        scope.leave();
+        errno = err;
         if (n < 0) {
             if (errno == EINTR) {
                 continue;

@@ -38,7 +38,8 @@ IoResult write_all(int fd, iovec* iov, int iovcnt, double timeout_s, BlockingSco
 IoResult write_or_defer(int fd, iovec*& iov, int& iovcnt, double timeout_s,
                         std::size_t defer_limit, bool& deferred, BlockingScope& scope);
 
-// sendfile(2) count bytes of file_fd starting at offset.
+// sendfile(2) count bytes of file_fd starting at offset; scope is entered around each
+// sendfile call too (it may read the file from disk), not only around waits.
 IoResult send_file(int fd, int file_fd, off_t offset, std::size_t count, double timeout_s,
                    BlockingScope& scope);
 

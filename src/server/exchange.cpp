@@ -9,6 +9,7 @@
 #include <strings.h>
 
 #include <sys/ioctl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
@@ -180,8 +181,11 @@ bool Exchange::fill_body(net::BlockingScope& scope, const int* stop) {
                 continue_sent_ = true;
                 iovec iov{const_cast<char*>(http::continue_100.data()),
                           http::continue_100.size()};
-                if (net::write_all(fd_, &iov, 1, config_.write_timeout, scope) !=
-                    net::IoResult::ok) {
+                continue_in_flight_.store(true, std::memory_order_relaxed);
+                const net::IoResult sent =
+                    net::write_all(fd_, &iov, 1, config_.write_timeout, scope);
+                continue_in_flight_.store(false, std::memory_order_release);
+                if (sent != net::IoResult::ok) {
                     client_gone_ = true;
                     keep_alive_ = false;
                     body_error_ = "client went away before sending the body";
@@ -385,10 +389,22 @@ void Exchange::prepare_head(std::uint64_t known_length, bool length_known) {
     keep_alive_ = ka;
 }
 
+// Another of the app's threads may be writing "100 Continue" from fill_body(), its
+// caller's lock dropped while the socket is full: the response's bytes wait until that is
+// out, so the two never interleave on the wire.
+void Exchange::await_continue(net::BlockingScope& scope) {
+    while (continue_in_flight_.load(std::memory_order_acquire)) {
+        scope.enter();
+        ::usleep(500);
+        scope.leave();
+    }
+}
+
 bool Exchange::write_iov(net::BlockingScope& scope, Defer defer) {
     if (discard_output_) {
         return true;
     }
+    await_continue(scope);
     iovec* iov = iov_.data();
     int count = static_cast<int>(iov_.size());
     if (defer != Defer::never && hold_ != nullptr && !held_) {
@@ -592,6 +608,7 @@ bool Exchange::send_file(int file_fd, std::int64_t offset, std::uint64_t count, 
         return false;
     }
     if (body) {
+        await_continue(scope);
         const net::IoResult r =
             discard_output_ ? net::IoResult::ok
                             : net::send_file(fd_, file_fd, offset, count, config_.write_timeout,

@@ -2,6 +2,11 @@
 // While a request is in flight the blocking thread that runs the app owns the exchange
 // (socket reads of the body, response writes); the event loop does not touch the
 // connection until the exchange is handed back. One owner at a time, no locks.
+// The app may use one request from two of its threads (one reading the body, one writing
+// the response): their caller's lock (the GIL) serialises them, and is dropped only inside
+// socket waits (BlockingScope), where no state is touched. The one thing that could
+// interleave across such a wait, a "100 Continue" and the response, is ordered by
+// continue_in_flight_.
 #pragma once
 
 #include "http/parser.hpp"
@@ -232,6 +237,7 @@ private:
     // for slow readers, else the thread waits; always: never wait (held responses, at
     // most ResponseCork::max_bytes each).
     enum class Defer { never, within_budget, always };
+    void await_continue(net::BlockingScope& scope);
     bool write_iov(net::BlockingScope& scope, Defer defer = Defer::never);
     bool defer_rest(const iovec* iov, int count, Defer defer);
     void prepare_head(std::uint64_t known_length, bool length_known);
@@ -241,6 +247,7 @@ private:
     std::string body_error_;
     int body_error_status_ = 0;
     bool continue_sent_ = false;
+    std::atomic<bool> continue_in_flight_{false}; // fill_body() is writing "100 Continue"
 
     std::string head_buf_;            // status line + headers being built
     std::size_t head_status_end_ = 0; // where the status line ends (restart point)

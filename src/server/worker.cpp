@@ -21,9 +21,12 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <system_error>
+#include <thread>
 
 namespace appserver::server {
 namespace {
@@ -622,7 +625,19 @@ void Worker::return_memory_after_burst() {
     peak_connections_ = std::max(peak_connections_, now_open);
     if (peak_connections_ >= trim_after_connections && now_open <= peak_connections_ / 4) {
 #ifdef __GLIBC__
-        ::malloc_trim(0);
+        // Trimming walks every arena and returns pages page by page: milliseconds that
+        // the loop would not be serving. A short-lived thread of its own does it.
+        static std::atomic<bool> trimming{false};
+        if (!trimming.exchange(true)) {
+            try {
+                std::thread([] {
+                    ::malloc_trim(0);
+                    trimming.store(false);
+                }).detach();
+            } catch (const std::system_error&) {
+                trimming.store(false); // no thread to spare: the memory stays for now
+            }
+        }
 #endif
         peak_connections_ = now_open;
     }

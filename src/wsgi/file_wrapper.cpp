@@ -35,11 +35,19 @@ PyObject* wrapper_iternext(PyObject* o) {
     if (data == nullptr) {
         return nullptr;
     }
-    if (PyObject_Length(data) == 0) {
+    const Py_ssize_t n = PyObject_Length(data);
+    if (n < 0) {
+        // No length (read() gave an int, None...): say so, rather than return the object
+        // with the TypeError still set (a SystemError, or a misleading message, later).
+        PyErr_Format(PyExc_TypeError,
+                     "wsgi.file_wrapper: the file's read() returned %s, which has no length "
+                     "(bytes expected)",
+                     Py_TYPE(data)->tp_name);
         Py_DECREF(data);
-        if (PyErr_Occurred()) {
-            return nullptr;
-        }
+        return nullptr;
+    }
+    if (n == 0) {
+        Py_DECREF(data);
         return nullptr; // StopIteration
     }
     return data;

@@ -465,3 +465,53 @@ def test_client_closing_mid_request_does_not_break_server(app_server):
         c.send(partial)
         c.close()
     assert_serves(app_server)
+
+
+# ---------------------------------------------------------------- methods and field whitespace
+
+
+@pytest.mark.parametrize("method", ["QUERY", "PURGE", "get", "X-Custom.1~"])
+def test_any_token_method_reaches_the_app(app_server, method):
+    """RFC 9110 9.1: any token is a method; the app, not the server, decides about it
+    (llhttp 8.1 alone answers 501 to QUERY and to every method it does not list)."""
+    port = app_server.port
+    with RawHTTP(port) as c:
+        c.send(
+            build_request(method, "/environ/m?x=1", port=port)
+            + build_request(method, "/echo", [("Content-Type", "text/plain")], b"a body", port=port)
+        )
+        env = env_of(c.read_response())
+        echoed = c.read_response()
+    assert env["REQUEST_METHOD"] == method
+    assert env["QUERY_STRING"] == "x=1"
+    assert echoed.status == 200 and echoed.body == b"a body"
+    assert_serves(app_server)
+
+
+def test_a_method_that_is_not_a_token_is_400(app_server):
+    with RawHTTP(app_server.port) as c:
+        c.send(b"GE(T /hello HTTP/1.1\r\nHost: x\r\n\r\n", tolerate_close=True)
+        assert c.read_response().status == 400
+        assert c.wait_closed()
+    assert_serves(app_server)
+
+
+@pytest.mark.parametrize(
+    "framing, body",
+    [
+        (b"Content-Length: 5\t", b"hello"),
+        (b"Content-Length:\t5 \t", b"hello"),
+        (b"Transfer-Encoding: chunked\t", b"5\r\nhello\r\n0\r\n\r\n"),
+        (b"Transfer-Encoding:\tchunked\t\t", b"5\r\nhello\r\n0\r\n\r\n"),
+    ],
+)
+def test_htab_around_framing_field_values_is_accepted(app_server, framing, body):
+    """RFC 9110 5.5: OWS is SP or HTAB, also around the fields that decide framing."""
+    port = app_server.port
+    with RawHTTP(port) as c:
+        c.send(b"POST /echo HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\n\r\n" + body)
+        resp = c.read_response()
+        assert resp.status == 200, resp
+        assert resp.body == b"hello"
+        c.send(build_request("GET", "/hello", port=port))  # and the connection goes on
+        assert c.read_response().body == HELLO

@@ -251,6 +251,15 @@ def test_file_wrapper_small_block_size(app_server, token):
     assert_closed_marker(app_server, token)
 
 
+def test_file_wrapper_whose_read_returns_no_bytes_is_a_500(app_server, token):
+    """read() returning an object without a length is the app's bug: a 500 naming it,
+    and the worker serves on."""
+    resp = http_get(app_server.port, f"/file-wrapper?kind=nolen&size=100&cl=none&token={token}")
+    assert resp.status == 500, resp
+    app_server.wait_for_log("read() returned int, which has no length")
+    assert_serves(app_server)
+
+
 # ---- Content-Length disagreeing with the body
 
 

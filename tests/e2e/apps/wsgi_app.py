@@ -487,6 +487,13 @@ def _marking_close(filelike, token):
     return close
 
 
+class NoLengthReads(io.BytesIO):
+    """A file-like whose read() returns something without a length (an app bug)."""
+
+    def read(self, size=-1):
+        return 42
+
+
 def route_file_wrapper(environ, start_response):
     q = query(environ)
     kind, size, token = q.get("kind", "real"), int(q.get("size", 1000)), q.get("token", "fw")
@@ -514,6 +521,8 @@ def route_file_wrapper(environ, start_response):
             with open(path, "wb") as f:
                 f.write(data)
             filelike = UppercasingFile(path, "rb")
+    elif kind == "nolen":
+        filelike = NoLengthReads(data)
     else:
         filelike = TrackedBytesIO(data)
     filelike.token = token
