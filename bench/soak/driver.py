@@ -64,9 +64,9 @@ class Stats:
 
     def note(self, bucket: str, kind: str, detail: str) -> None:
         (self.failures if bucket == "failure" else self.unexpected)[kind] += 1
-        if len(self.samples) < 200:
-            self.samples.append({"t": round(time.monotonic() - T0, 3), "bucket": bucket, "kind": kind,
-                                 "detail": detail})
+        if len(self.samples) < 5000:
+            self.samples.append({"t": round(time.monotonic() - T0, 3), "wall": round(time.time(), 3),
+                                 "bucket": bucket, "kind": kind, "detail": detail})
 
 
 T0 = time.monotonic()
