@@ -510,6 +510,10 @@ async def a_malformed(ctx: Ctx, kind: str) -> None:
             await conn.send(get("/hello"))
             status, headers, body = await conn.response()
             STATS.outcome(kind, expect(200, body=b"hello, soak\n")(status, headers, body))
+            if conn.closed_by_server:  # its worker began to drain: the answer said Connection: close
+                conn.close()
+                STATS.outcome(kind, "reconnect_after_close")
+                conn = await Conn.open(kind, ctx.port)
         await conn.send(data)
         try:
             status, headers, body = await conn.response()

@@ -296,12 +296,15 @@ def flat(start: float, end: float, rel: float, absolute: float) -> bool:
 
 def position_series(procs: list[dict], key: str) -> dict:
     """Per worker position, per sample time: the value of its newest (serving) process."""
+    first_seen: dict = {}
+    for r in procs:
+        first_seen.setdefault(r["pid"], r["t"])
     by = defaultdict(dict)
     for r in procs:
         if r["role"] != "worker" or r["phase"] != "load":
             continue
         cur = by[r["pos"]].get(r["t"])
-        if cur is None or r["pid"] > cur[0]:  # pids grow; a successor has the larger one
+        if cur is None or first_seen[r["pid"]] > first_seen[cur[0]]:  # the successor (pids may wrap)
             by[r["pos"]][r["t"]] = (r["pid"], r[key])
     return {pos: sorted((t, v[1]) for t, v in d.items()) for pos, d in by.items()}
 
