@@ -707,12 +707,14 @@ def render(s: dict) -> str:
         f"# Soak summary: {s['verdict']}",
         "",
         f"- commit `{s['commit']}`, command `{s['command']}`",
-        f"- server: `{' '.join(Path(x).name if x.startswith('/') and x.endswith('appserver') else x for x in s['server_command'])}`",
+        f"- server: `{' '.join(Path(x).name if x.startswith('/') and x.endswith('appserver') else x for x in s['server_command']).replace(str(ROOT) + '/', '')}`",
         f"- load {s['load_seconds'] / 60:.1f} min, {s['clients']} concurrent driver tasks, "
         f"a sample every {s['sample_every_s']:g} s ({s['samples']} samples)",
         f"- worker processes seen per position (recycled by --max-requests): {s['worker_processes_seen']}; "
         f"restarts by reason: {s['worker_restarts']}",
         f"- server exit status after SIGTERM: {s['server_exit_status']}",
+        "",
+        "![RSS and open fds of the master and each worker over the run](soak.png)",
         "",
         "## Requests",
         "",
