@@ -4,8 +4,10 @@
     python3 bench/idle_burst.py BINARY [--connections 10000] [--rounds 2]
 
 Starts BINARY (one worker) on the test app, then, per round: opens N keep-alive
-connections to 127.0.0.1, each answered once, prints the worker's RSS; closes them, waits
-for the worker's once-a-second sweep, prints the RSS again. Stops the server by PID.
+connections to 127.0.0.1, each answered once, prints the worker's RSS and what it grew
+per connection; closes them, waits for the worker's once-a-second sweep, prints the RSS
+again. The second round (pools and arenas already grown) gives the memory one idle
+keep-alive connection costs. Stops the server by PID.
 """
 
 import argparse
@@ -57,6 +59,7 @@ def main() -> None:
         worker = int(subprocess.check_output(["pgrep", "-P", str(server.pid)]).split()[0])
         print(f"idle: {rss_kib(worker) / 1024:.1f} MiB")
         for r in range(args.rounds):
+            before = rss_kib(worker)
             conns = []
             for _ in range(args.connections):
                 s = socket.create_connection((HOST, port))
@@ -64,7 +67,9 @@ def main() -> None:
                 conns.append(s)
             for s in conns:
                 s.recv(4096)
-            print(f"round {r + 1}: {args.connections} open: {rss_kib(worker) / 1024:.1f} MiB", end="")
+            grown = rss_kib(worker)
+            print(f"round {r + 1}: {args.connections} open: {grown / 1024:.1f} MiB "
+                  f"({(grown - before) * 1024 / args.connections:,.0f} bytes per connection)", end="")
             for s in conns:
                 s.close()
             time.sleep(2.5)  # the sweep runs once a second
