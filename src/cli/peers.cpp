@@ -13,16 +13,6 @@ namespace {
 constexpr std::string_view no_tls = "no TLS yet: terminate it in front (a load balancer, an "
                                     "ingress, NGINX)";
 
-std::vector<std::string_view> split_names(std::string_view names) {
-    std::vector<std::string_view> out;
-    while (!names.empty()) {
-        const auto space = names.find(' ');
-        out.push_back(names.substr(0, space));
-        names = space == std::string_view::npos ? std::string_view() : names.substr(space + 1);
-    }
-    return out;
-}
-
 std::string_view peer_name(Peer peer) {
     return peer == Peer::gunicorn ? "gunicorn" : "Granian";
 }

@@ -740,16 +740,6 @@ const std::vector<UwsgiOption>& uwsgi_table() {
     return table;
 }
 
-std::vector<std::string_view> split_names(std::string_view names) {
-    std::vector<std::string_view> out;
-    while (!names.empty()) {
-        const auto space = names.find(' ');
-        out.push_back(names.substr(0, space));
-        names = space == std::string_view::npos ? std::string_view() : names.substr(space + 1);
-    }
-    return out;
-}
-
 const UwsgiOption* find_option(std::string_view key) {
     const UwsgiOption* prefix_match = nullptr;
     std::size_t prefix_length = 0;
@@ -859,6 +849,16 @@ std::string escape_cell(std::string_view text) {
 }
 
 } // namespace
+
+std::vector<std::string_view> split_names(std::string_view names) {
+    std::vector<std::string_view> out;
+    while (!names.empty()) {
+        const auto space = names.find(' ');
+        out.push_back(names.substr(0, space));
+        names = space == std::string_view::npos ? std::string_view() : names.substr(space + 1);
+    }
+    return out;
+}
 
 IniHost current_host(std::function<const char*(const char*)> getenv) {
     IniHost host;

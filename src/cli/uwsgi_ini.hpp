@@ -69,4 +69,7 @@ std::vector<std::string> uwsgi_table_flags();
 // The table as Markdown, for docs/migrating-from-uwsgi.md.
 std::string markdown_uwsgi_options();
 
+// The names of a table row, written space-separated ("processes workers").
+std::vector<std::string_view> split_names(std::string_view names);
+
 } // namespace appserver::cli

@@ -140,10 +140,11 @@ def test_dockerfile_settings_agree():
     assert env["APPSERVER_METRICS_PORT"] in one("EXPOSE").split()
 
 
-def test_dockerfile_command_serves_hello(server_factory, wheel_venv):
+def serve_like_the_image(server_factory, wheel_venv, env, args):
+    """The image's ENTRYPOINT with these arguments and environment, run from the wheel's
+    virtualenv on loopback ports: (server, its environment, port, metrics port)."""
     entrypoint = json.loads(one("ENTRYPOINT"))
-    cmd = json.loads(one("CMD"))
-    env, argv, port, metrics_port = loopback(image_env(), entrypoint[1:] + cmd)
+    env, argv, port, metrics_port = loopback(env, entrypoint[1:] + args)
     server = server_factory.start(
         command=[str(wheel_venv / "bin" / entrypoint[0])],
         argv_override=argv,
@@ -154,6 +155,12 @@ def test_dockerfile_command_serves_hello(server_factory, wheel_venv):
         defaults=False,
         probe="/",
     )
+    return server, env, port, metrics_port
+
+
+def test_dockerfile_command_serves_hello(server_factory, wheel_venv):
+    server, env, port, metrics_port = serve_like_the_image(
+        server_factory, wheel_venv, image_env(), json.loads(one("CMD")))
     assert http_get(port, "/").body == b"Hello from appserver!\n"
     # The HEALTHCHECK's own command, with the image's python (the virtualenv's here).
     check = json.loads(re.search(r"CMD\s+(\[.*\])", one("HEALTHCHECK")).group(1))
@@ -201,19 +208,8 @@ def test_manifest_settings_serve_hello(server_factory, wheel_venv):
     """The image's ENTRYPOINT with the manifest's args and environment: every variable is an
     option appserver knows, and the probe path and metrics answer."""
     c = container(manifest()["Deployment"])
-    entrypoint = json.loads(one("ENTRYPOINT"))
     env = {**image_env(), **{e["name"]: e["value"] for e in c["env"]}}
-    env, argv, port, metrics_port = loopback(env, entrypoint[1:] + c["args"])
-    server = server_factory.start(
-        command=[str(wheel_venv / "bin" / entrypoint[0])],
-        argv_override=argv,
-        port=port,
-        env={**ISOLATED, **env},
-        cwd=HELLO_DIR,
-        working_dir=None,
-        defaults=False,
-        probe="/",
-    )
+    server, env, port, metrics_port = serve_like_the_image(server_factory, wheel_venv, env, c["args"])
     probe = c["readinessProbe"]["httpGet"]["path"]
     assert http_get(port, probe).status == 200
     assert requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).status_code == 200
